@@ -1,0 +1,8 @@
+//! Outbound safety: deprov calls only URLs an operator configured, and never the
+//! addresses an attacker would aim a server-side request at.
+
+mod target_url;
+
+pub use target_url::{
+    AddressPolicy, RefusedAddress, TargetUrlError, check_ip, validate_target_url,
+};

@@ -1,0 +1,102 @@
+//! Wiring: the HTTP server and the background tasks, started together and stopped in order.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use deprov_store::Store;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::health;
+
+/// A running deprov: its HTTP server and its background tasks.
+///
+/// Shutdown ([`Running::shutdown`]) is ordered: stop accepting connections and let
+/// in-flight requests finish (so that every SCIM request either commits and is answered, or
+/// is never started), then cancel the background tasks and wait for them (a worker releases
+/// what it holds), then close the database pools. Each stage is bounded by the configured
+/// shutdown timeout, so a stuck peer cannot keep the process alive forever.
+#[derive(Debug)]
+pub struct Running {
+    local_addr: SocketAddr,
+    server: actix_web::dev::ServerHandle,
+    server_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    store: Store,
+    shutdown_timeout: Duration,
+}
+
+impl Running {
+    /// Starts serving on `listener` (bind port 0 in tests).
+    pub fn start(config: Arc<Config>, store: Store, listener: TcpListener) -> anyhow::Result<Self> {
+        let local_addr = listener.local_addr()?;
+        let shutdown_timeout = Duration::from_secs(config.shutdown_timeout_secs);
+        let store_data = web::Data::new(store.clone());
+        let config_data = web::Data::from(config.clone());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(store_data.clone())
+                .app_data(config_data.clone())
+                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("deprov::http"))
+                .configure(health::configure)
+        })
+        // Signals are handled by the caller, which owns the order of shutdown.
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_timeout_secs)
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        let server_task = tokio::spawn(server);
+        Ok(Self {
+            local_addr,
+            server: handle,
+            server_task,
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            store,
+            shutdown_timeout,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stops everything in order; see the type's documentation.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        let stop = self.server.stop(true);
+        if tokio::time::timeout(self.shutdown_timeout + Duration::from_secs(1), stop)
+            .await
+            .is_err()
+        {
+            tracing::warn!("HTTP server did not stop in time");
+        }
+        match tokio::time::timeout(Duration::from_secs(1), self.server_task).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
+            _ => {}
+        }
+        tracing::info!("stopping background tasks");
+        self.cancel.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(self.shutdown_timeout, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not stop in time");
+        }
+        tracing::info!("closing the database");
+        self.store.close().await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,494 @@
+//! deprov's configuration: one typed struct, loaded in layers:
+//! built-in defaults → optional TOML file (`--config`) → `DEPROV_*` environment variables
+//! (nested keys with `__`, e.g. `DEPROV_SCIM__MAX_RESULTS`).
+//!
+//! Unknown keys are reported as warnings (a typo must not silently fall back to a default);
+//! values are checked once, here, so that a bad setting ends the process with one line that
+//! names it.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use deprov_core::Secret;
+use deprov_revocation::outbound::AddressPolicy;
+use deprov_store::DatabaseLocation;
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+/// Environment variables that start with `DEPROV_` but are not settings of `deprov serve`.
+const NOT_SETTINGS: &[&str] = &["test_database_url", "test_log"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// The public base URL: the issuer of logout tokens and the base of printed URLs.
+    /// Defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+    /// `sqlite://PATH` (default `sqlite://deprov.db`) or `postgres://…`.
+    #[serde(serialize_with = "ser_secret")]
+    pub database_url: Secret,
+    /// Allow http, loopback and private-address targets (development and tests only).
+    pub allow_insecure_targets: bool,
+    /// `text` (default, for people) or `json` (for log shippers).
+    pub log_format: LogFormat,
+    /// A `tracing` filter: `info`, `deprov=debug,actix_web=info`, …
+    pub log_level: String,
+    /// How long shutdown waits for in-flight requests and workers, in seconds.
+    pub shutdown_timeout_secs: u64,
+    pub scim: ScimLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Bounds on SCIM input; advertised in `ServiceProviderConfig` where SCIM allows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ScimLimits {
+    /// Largest page a list or search returns (`filter.maxResults`); larger `count`s are capped.
+    pub max_results: u32,
+    /// Largest request body in bytes (`bulk.maxPayloadSize` is advertised from it).
+    pub max_payload_bytes: usize,
+    /// Most operations in one PATCH request.
+    pub max_operations: usize,
+    /// Longest filter expression, in bytes.
+    pub max_filter_length: usize,
+    /// Deepest nesting of parentheses, `not` and value paths in a filter.
+    pub max_filter_depth: usize,
+    /// Most members added, removed or replaced by one request.
+    pub max_members_per_request: usize,
+}
+
+impl Default for ScimLimits {
+    fn default() -> Self {
+        Self {
+            max_results: 1000,
+            max_payload_bytes: 2 * 1024 * 1024,
+            max_operations: 1000,
+            max_filter_length: 4096,
+            max_filter_depth: 16,
+            max_members_per_request: 5000,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            database_url: Secret::new("sqlite://deprov.db"),
+            allow_insecure_targets: false,
+            log_format: LogFormat::Text,
+            log_level: "info".to_owned(),
+            shutdown_timeout_secs: 30,
+            scim: ScimLimits::default(),
+        }
+    }
+}
+
+fn ser_secret<S: serde::Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(secret.expose())
+}
+
+/// A configuration problem, worded for the operator: which setting, from where, what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+/// The loaded configuration and the warnings about it (unknown keys), to log once logging
+/// is up.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Loads from defaults, the file (when given) and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Loaded, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Loads with an explicit environment (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("DEPROV_"))
+            .collect();
+        let mut warnings = Vec::new();
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(format!("cannot read config file {}: {e}", path.display()))
+            })?;
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                ConfigError(format!(
+                    "config file {} is not valid TOML: {}",
+                    path.display(),
+                    e.message()
+                ))
+            })?;
+            let known = known_keys();
+            let mut found = Vec::new();
+            collect_toml_keys(&table, "", &mut found);
+            for key in found {
+                if !known.contains(&key) {
+                    warnings.push(format!(
+                        "unknown setting {key:?} in {} is ignored",
+                        path.display()
+                    ));
+                }
+            }
+            figment = figment.merge(Toml::string(&text));
+        }
+        let known = known_keys();
+        let mut env_pairs = Vec::new();
+        for (name, value) in env {
+            let key = name["DEPROV_".len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
+            if NOT_SETTINGS.contains(&key.as_str()) {
+                continue;
+            }
+            if !known.contains(&key) {
+                warnings.push(format!("unknown environment variable {name} is ignored"));
+                continue;
+            }
+            env_pairs.push((name, value));
+        }
+        // The environment is passed in rather than read by figment, so that tests are hermetic.
+        let figment = figment.merge(EnvPairs(env_pairs));
+        let config: Config = figment.extract().map_err(|e| ConfigError(describe(&e)))?;
+        config.validate()?;
+        Ok(Loaded { config, warnings })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        DatabaseLocation::parse(self.database_url.expose())
+            .map_err(|e| ConfigError(format!("database_url (DEPROV_DATABASE_URL): {e}")))?;
+        if let Some(raw) = &self.public_url {
+            let url = url::Url::parse(raw).map_err(|e| {
+                ConfigError(format!(
+                    "public_url (DEPROV_PUBLIC_URL): {raw:?} is not an absolute URL: {e}"
+                ))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(ConfigError(format!(
+                    "public_url (DEPROV_PUBLIC_URL): {raw:?} must be an http(s) URL with a host"
+                )));
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(ConfigError(format!(
+                    "public_url (DEPROV_PUBLIC_URL): {raw:?} must not have a query or fragment (it is the token issuer)"
+                )));
+            }
+        }
+        if self.log_level.trim().is_empty()
+            || tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err()
+        {
+            return Err(ConfigError(format!(
+                "log_level (DEPROV_LOG_LEVEL): {:?} is not a tracing filter such as \"info\" or \"deprov=debug\"",
+                self.log_level
+            )));
+        }
+        let s = &self.scim;
+        for (name, value) in [
+            ("scim.max_results", s.max_results as usize),
+            ("scim.max_payload_bytes", s.max_payload_bytes),
+            ("scim.max_operations", s.max_operations),
+            ("scim.max_filter_length", s.max_filter_length),
+            ("scim.max_filter_depth", s.max_filter_depth),
+            ("scim.max_members_per_request", s.max_members_per_request),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!(
+                    "{name} (DEPROV_{}): must be at least 1",
+                    name.to_ascii_uppercase().replace('.', "__")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn database(&self) -> Result<DatabaseLocation, ConfigError> {
+        DatabaseLocation::parse(self.database_url.expose())
+            .map_err(|e| ConfigError(format!("database_url (DEPROV_DATABASE_URL): {e}")))
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    pub fn address_policy(&self) -> AddressPolicy {
+        if self.allow_insecure_targets {
+            AddressPolicy::AllowInsecure
+        } else {
+            AddressPolicy::Strict
+        }
+    }
+
+    /// The effective configuration as JSON with secrets redacted, for `check-config`.
+    pub fn redacted_json(&self) -> serde_json::Value {
+        let mut value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(obj) = value.as_object_mut() {
+            let db = self
+                .database()
+                .map(|d| d.redacted())
+                .unwrap_or_else(|_| "[invalid]".to_owned());
+            obj.insert("database_url".into(), serde_json::Value::String(db));
+            obj.insert("public_url".into(), self.public_url().into());
+        }
+        value
+    }
+}
+
+/// `DEPROV_*` variables as a figment provider: `DEPROV_SCIM__MAX_RESULTS=7` becomes
+/// `scim.max_results = 7`, values typed the way figment's own `Env` types them.
+struct EnvPairs(Vec<(String, String)>);
+
+impl Provider for EnvPairs {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("environment variable")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut root = Dict::new();
+        for (name, raw) in &self.0 {
+            let key = name["DEPROV_".len()..].to_ascii_lowercase();
+            let parts: Vec<&str> = key.split("__").collect();
+            let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
+            insert_nested(&mut root, &parts, value);
+        }
+        Ok(Profile::Default.collect(root))
+    }
+}
+
+fn insert_nested(dict: &mut Dict, path: &[&str], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert((*last).to_owned(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry((*first).to_owned())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert_nested(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// Every dotted key the configuration accepts, from the default's own shape.
+fn known_keys() -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(Config::default()) {
+        collect_json_keys(&map, "", &mut keys);
+    }
+    keys.insert("public_url".to_owned());
+    keys
+}
+
+fn collect_json_keys(
+    map: &serde_json::Map<String, serde_json::Value>,
+    prefix: &str,
+    out: &mut BTreeSet<String>,
+) {
+    for (k, v) in map {
+        let key = format!("{prefix}{k}");
+        if let serde_json::Value::Object(inner) = v {
+            collect_json_keys(inner, &format!("{key}."), out);
+        } else {
+            out.insert(key);
+        }
+    }
+}
+
+fn collect_toml_keys(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (k, v) in table {
+        let key = format!("{prefix}{k}");
+        if let toml::Value::Table(inner) = v {
+            collect_toml_keys(inner, &format!("{key}."), out);
+        } else {
+            out.push(key);
+        }
+    }
+}
+
+/// Words a figment error as "KEY (from SOURCE): PROBLEM".
+fn describe(err: &figment::Error) -> String {
+    let key = err.path.join(".");
+    let source = err
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(figment::Source::File(p)) => format!("config file {}", p.display()),
+            _ if m.name.contains("environment") => {
+                format!(
+                    "environment variable DEPROV_{}",
+                    key.to_ascii_uppercase().replace('.', "__")
+                )
+            }
+            _ => m.name.to_string(),
+        })
+        .unwrap_or_else(|| "configuration".to_owned());
+    if key.is_empty() {
+        format!("{} (from {source})", err.kind)
+    } else {
+        format!("{key} (from {source}): {}", err.kind)
+    }
+}
+
+/// Where `deprov` looks for a config file when `--config` is not given: nowhere. A file is
+/// read only when named, so that an empty directory always means "all defaults".
+pub fn config_path(arg: Option<PathBuf>) -> Option<PathBuf> {
+    arg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() -> Result<(), ConfigError> {
+        let loaded = Config::load_from(None, env(&[]))?;
+        assert_eq!(loaded.config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(loaded.config.public_url(), "http://127.0.0.1:8080");
+        assert!(matches!(
+            loaded.config.database(),
+            Ok(DatabaseLocation::Sqlite(_))
+        ));
+        assert!(loaded.warnings.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("deprov.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\npublic_url = \"https://deprov.example.com/\"\n[scim]\nmax_results = 50\n",
+        )?;
+        let loaded = Config::load_from(
+            Some(&file),
+            env(&[
+                ("DEPROV_LISTEN", "127.0.0.1:9100"),
+                ("DEPROV_SCIM__MAX_OPERATIONS", "7"),
+            ]),
+        )?;
+        assert_eq!(loaded.config.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(loaded.config.public_url(), "https://deprov.example.com");
+        assert_eq!(loaded.config.scim.max_results, 50);
+        assert_eq!(loaded.config.scim.max_operations, 7);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_keys_are_warned_not_fatal() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("deprov.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n")?;
+        let loaded = Config::load_from(
+            Some(&file),
+            env(&[
+                ("DEPROV_DATABSE_URL", "x"),
+                ("DEPROV_TEST_DATABASE_URL", "postgres://x/y"),
+            ]),
+        );
+        // A typo is a warning, not an error, so that an older binary can read a newer file.
+        let loaded = loaded?;
+        assert!(
+            loaded.warnings.iter().any(|w| w.contains("lisen")),
+            "{:?}",
+            loaded.warnings
+        );
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("DEPROV_DATABSE_URL")),
+            "{:?}",
+            loaded.warnings
+        );
+        assert!(
+            !loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("TEST_DATABASE_URL"))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let cases = [
+            (
+                ("DEPROV_DATABASE_URL", "mysql://localhost/x"),
+                "database_url",
+            ),
+            (("DEPROV_DATABASE_URL", "postgres://"), "database_url"),
+            (("DEPROV_PUBLIC_URL", "not a url"), "public_url"),
+            (("DEPROV_LISTEN", "nowhere"), "listen"),
+            (
+                ("DEPROV_ALLOW_INSECURE_TARGETS", "perhaps"),
+                "allow_insecure_targets",
+            ),
+            (("DEPROV_SCIM__MAX_RESULTS", "0"), "scim.max_results"),
+        ];
+        for ((k, v), setting) in cases {
+            let err = Config::load_from(None, env(&[(k, v)]))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(setting), "{k}={v}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_file_is_named() {
+        let err = Config::load_from(Some(Path::new("/nonexistent/deprov.toml")), env(&[]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("/nonexistent/deprov.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_database_password_is_never_shown() -> Result<(), ConfigError> {
+        let loaded = Config::load_from(
+            None,
+            env(&[("DEPROV_DATABASE_URL", "postgres://app:s3cret@db/deprov")]),
+        )?;
+        assert!(!format!("{:?}", loaded.config).contains("s3cret"));
+        assert!(!loaded.config.redacted_json().to_string().contains("s3cret"));
+        Ok(())
+    }
+}

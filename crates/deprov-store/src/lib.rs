@@ -1,0 +1,21 @@
+//! deprov's storage: the schema (migrations), sea-orm entities, and the transactions the
+//! rest of deprov performs, on SQLite (embedded, default) and PostgreSQL.
+//!
+//! Storage errors are translated here into what they mean ([`StoreError::Conflict`],
+//! [`StoreError::NotFound`]); callers never match on database error codes.
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod audit;
+mod connect;
+pub mod entity;
+mod error;
+pub mod migration;
+pub mod targets;
+pub mod tenants;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod time;
+
+pub use connect::{Backend, DatabaseLocation, Store};
+pub use error::StoreError;
+pub use time::now_millis;

@@ -1,0 +1,16 @@
+//! The schema, as ordered, append-only migrations: the only source of schema for the binary
+//! and for every test. Never edit a migration that has shipped; add a new one.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261129_000001_initial;
+
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261129_000001_initial::Migration)]
+    }
+}

@@ -1,0 +1,5 @@
+//! deprov's integration tests: one binary, modules by area. Each test gets a fresh
+//! database; tests declared with `db_test!` run once on SQLite and once on PostgreSQL
+//! (when `DEPROV_TEST_DATABASE_URL` is set).
+
+mod store;

@@ -1,0 +1,220 @@
+//! The store's contracts, on both backends.
+
+use deprov_core::{SigningAlgorithm, SubjectMapping, TenantName};
+use deprov_store::targets::NewRelyingParty;
+use deprov_store::{Store, StoreError, db_test};
+use sea_orm::{ConnectionTrait, Statement};
+
+fn name(s: &str) -> anyhow::Result<TenantName> {
+    Ok(TenantName::parse(s)?)
+}
+
+db_test!(tenant_names_are_unique, |store: Store, _url| async move {
+    store.create_tenant(&name("acme")?, "test").await?;
+    let second = store.create_tenant(&name("acme")?, "test").await;
+    assert!(
+        matches!(&second, Err(StoreError::Conflict(msg)) if msg.contains("acme already exists")),
+        "{second:?}"
+    );
+    assert_eq!(store.list_tenants().await?.len(), 1);
+    Ok(())
+});
+
+db_test!(
+    first_start_creates_default_tenant_once,
+    |store: Store, _url| async move {
+        let first = store.ensure_first_tenant().await?;
+        assert_eq!(first.map(|c| c.tenant.name), Some("default".to_owned()));
+        assert!(store.ensure_first_tenant().await?.is_none());
+        Ok(())
+    }
+);
+
+db_test!(
+    scim_tokens_authenticate_only_their_own_tenant,
+    |store: Store, _url| async move {
+        let acme = store.create_tenant(&name("acme")?, "test").await?;
+        let globex = store.create_tenant(&name("globex")?, "test").await?;
+        let acme_token = acme.token.token.expose();
+        let authed = store.authenticate_scim("acme", acme_token).await?;
+        assert_eq!(authed.map(|t| t.name), Some("acme".to_owned()));
+        assert!(
+            store
+                .authenticate_scim("globex", acme_token)
+                .await?
+                .is_none()
+        );
+        assert!(
+            store
+                .authenticate_scim("acme", globex.token.token.expose())
+                .await?
+                .is_none()
+        );
+        assert!(
+            store
+                .authenticate_scim("acme", "deprov_scim_wrong")
+                .await?
+                .is_none()
+        );
+        assert!(store.authenticate_scim("acme", "").await?.is_none());
+        // The token itself is never stored, only its hash.
+        let stored = store.list_scim_tokens("acme").await?;
+        assert!(
+            stored
+                .iter()
+                .all(|t| !t.token_hash.contains(acme_token) && t.token_hash.len() == 64)
+        );
+        Ok(())
+    }
+);
+
+db_test!(
+    revoked_tokens_stop_working_and_others_keep_working,
+    |store: Store, _url| async move {
+        let acme = store.create_tenant(&name("acme")?, "test").await?;
+        let (second, second_token) = store
+            .issue_scim_token("acme", Some("rotation"), "test")
+            .await?;
+        store
+            .revoke_scim_token("acme", &acme.token_id, "test")
+            .await?;
+        assert!(
+            store
+                .authenticate_scim("acme", acme.token.token.expose())
+                .await?
+                .is_none()
+        );
+        assert!(
+            store
+                .authenticate_scim("acme", second_token.token.expose())
+                .await?
+                .is_some()
+        );
+        // Revoking twice is not an error; a token of another tenant is not found.
+        store
+            .revoke_scim_token("acme", &acme.token_id, "test")
+            .await?;
+        store.create_tenant(&name("globex")?, "test").await?;
+        assert!(matches!(
+            store.revoke_scim_token("globex", &second.id, "test").await,
+            Err(StoreError::NotFound(_))
+        ));
+        Ok(())
+    }
+);
+
+db_test!(
+    relying_parties_round_trip_with_group_bindings,
+    |store: Store, _url| async move {
+        store.create_tenant(&name("acme")?, "test").await?;
+        let rp = NewRelyingParty {
+            client_id: "wiki".into(),
+            backchannel_logout_uri: url_of("https://wiki.example.com/bcl?x=1")?,
+            subject: SubjectMapping::UserName,
+            alg: SigningAlgorithm::ES256,
+            require_sid: false,
+            issuer: None,
+            groups: vec!["Engineering".into(), "engineering".into(), "Ops".into()],
+            enabled: true,
+        };
+        let added = store.add_relying_party("acme", rp.clone(), "test").await?;
+        assert_eq!(
+            added.groups,
+            vec!["Engineering".to_owned(), "Ops".to_owned()]
+        );
+        assert!(matches!(
+            store.add_relying_party("acme", rp, "test").await,
+            Err(StoreError::Conflict(_))
+        ));
+        let listed = store.list_relying_parties("acme").await?;
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            listed[0].config.backchannel_logout_uri,
+            "https://wiki.example.com/bcl?x=1"
+        );
+        assert_eq!(listed[0].config.subject, "userName");
+        assert_eq!(listed[0].config.alg, "ES256");
+        assert_eq!(listed[0].groups.len(), 2);
+        store.remove_relying_party("acme", "wiki", "test").await?;
+        assert!(store.list_relying_parties("acme").await?.is_empty());
+        assert!(matches!(
+            store.remove_relying_party("acme", "wiki", "test").await,
+            Err(StoreError::NotFound(_))
+        ));
+        Ok(())
+    }
+);
+
+db_test!(
+    changes_leave_an_audit_trail_without_secrets,
+    |store: Store, _url| async move {
+        let acme = store.create_tenant(&name("acme")?, "test").await?;
+        let backend = store.reader().get_database_backend();
+        let rows = store
+            .reader()
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT action, detail FROM audit_log ORDER BY id",
+            ))
+            .await?;
+        assert_eq!(rows.len(), 1);
+        let action: String = rows[0].try_get("", "action")?;
+        assert_eq!(action, "tenant.create");
+        let detail: serde_json::Value = rows[0].try_get("", "detail")?;
+        assert!(!detail.to_string().contains(acme.token.token.expose()));
+        Ok(())
+    }
+);
+
+db_test!(
+    migrations_are_idempotent,
+    |store: Store, url: String| async move {
+        store.migrate().await?;
+        let again = Store::open(&deprov_store::DatabaseLocation::parse(&url)?).await?;
+        assert!(again.pending_migrations().await?.is_empty());
+        again.close().await?;
+        Ok(())
+    }
+);
+
+fn url_of(s: &str) -> anyhow::Result<url::Url> {
+    Ok(url::Url::parse(s)?)
+}
+
+#[tokio::test]
+async fn sqlite_is_opened_for_durability() -> anyhow::Result<()> {
+    let Some(db) =
+        deprov_store::testing::TestDb::new(deprov_store::testing::Backend::Sqlite).await?
+    else {
+        return Ok(());
+    };
+    let store = db.open().await?;
+    let pragma = |sql: &'static str| {
+        let store = store.clone();
+        async move {
+            let row = store
+                .writer()
+                .query_one_raw(Statement::from_string(
+                    sea_orm::DatabaseBackend::Sqlite,
+                    sql,
+                ))
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no row for {sql}"))?;
+            let value: sea_orm::JsonValue = row
+                .try_get_by_index::<i64>(0)
+                .map(Into::into)
+                .or_else(|_| row.try_get_by_index::<String>(0).map(Into::into))?;
+            anyhow::Ok(value)
+        }
+    };
+    assert_eq!(
+        pragma("PRAGMA journal_mode").await?,
+        serde_json::json!("wal")
+    );
+    // 2 = FULL: the WAL is synced at every commit, so an answered write survives power loss.
+    assert_eq!(pragma("PRAGMA synchronous").await?, serde_json::json!(2));
+    assert_eq!(pragma("PRAGMA foreign_keys").await?, serde_json::json!(1));
+    assert!(pragma("PRAGMA busy_timeout").await?.as_i64().unwrap_or(0) >= 1000);
+    store.close().await?;
+    Ok(())
+}
