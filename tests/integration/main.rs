@@ -2,4 +2,5 @@
 //! database; tests declared with `db_test!` run once on SQLite and once on PostgreSQL
 //! (when `DEPROV_TEST_DATABASE_URL` is set).
 
+mod durability;
 mod store;

@@ -1,6 +1,8 @@
 //! Logging: human-readable lines by default, JSON on request (`DEPROV_LOG_FORMAT=json`).
 //! Logs go to stderr; stdout is kept for what a command prints for people and scripts.
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -14,7 +16,8 @@ pub fn init(format: LogFormat, level: &str) {
         .unwrap_or_else(|| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     // A second init (tests) is harmless: the first subscriber stays.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sea_orm::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sea_orm::sqlx::Connection as _;
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sea_orm::sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -155,6 +156,14 @@ impl Store {
                         url: redacted.clone(),
                         reason: e.to_string(),
                     })?;
+                // One direct connection first: a pool would report only "timed out", hiding
+                // the cause an operator needs (refused, unknown host, authentication failed).
+                PgConnection::connect_with(&options)
+                    .await
+                    .map_err(&connect_err)?
+                    .close()
+                    .await
+                    .map_err(&connect_err)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(BUSY_TIMEOUT)

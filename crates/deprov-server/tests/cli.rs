@@ -1,0 +1,317 @@
+//! The `deprov` binary as a newcomer and a script meet it: `serve` in an empty directory,
+//! `tenant create --json`, errors as one line with a non-zero exit, graceful stop.
+//! These run the real binary (`CARGO_BIN_EXE_deprov`) in a temporary directory.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn deprov(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deprov"));
+    cmd.current_dir(dir);
+    // A hermetic environment: no DEPROV_* from the caller leaks in.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DEPROV_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Result<Output, std::io::Error> {
+    cmd.stdin(Stdio::null()).output()
+}
+
+fn free_port() -> Result<u16, std::io::Error> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A minimal HTTP/1.1 GET, enough to probe health endpoints without an HTTP client crate.
+fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), std::io::Error> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Starts `deprov serve` and waits until `/healthz` answers.
+fn start_serve(dir: &Path, port: u16) -> Result<(Child, SocketAddr), Box<dyn std::error::Error>> {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let child = deprov(dir)
+        .arg("serve")
+        .env("DEPROV_LISTEN", addr.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok((200, _)) = http_get(addr, "/healthz") {
+            return Ok((child, addr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err("deprov serve did not answer /healthz within 30 s".into())
+}
+
+fn terminate(child: &Child) -> Result<(), Box<dyn std::error::Error>> {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    if !status.success() {
+        return Err("kill -TERM failed".into());
+    }
+    Ok(())
+}
+
+#[test]
+fn serve_in_an_empty_directory_creates_the_database_and_default_tenant() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let (mut child, addr) = start_serve(dir.path(), port)?;
+    assert!(dir.path().join("deprov.db").exists());
+    assert_eq!(http_get(addr, "/healthz")?.0, 200);
+    let (status, body) = http_get(addr, "/readyz")?;
+    assert_eq!(status, 200, "{body}");
+
+    terminate(&child)?;
+    let exit = child.wait()?;
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .ok_or("no stdout")?
+        .read_to_string(&mut stdout)?;
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .ok_or("no stderr")?
+        .read_to_string(&mut stderr)?;
+    assert!(exit.success(), "exit {exit:?}\n{stderr}");
+    assert!(
+        stdout.contains(&format!("SCIM base URL: http://{addr}/scim/v2/default")),
+        "{stdout}"
+    );
+    let token_line = stdout
+        .lines()
+        .find(|l| l.contains("SCIM token:"))
+        .ok_or("no token printed")?;
+    assert!(token_line.contains("deprov_scim_"), "{token_line}");
+    // The token is printed once to the operator, never logged.
+    let token = token_line.rsplit(' ').next().unwrap_or_default();
+    assert!(!stderr.contains(token), "token leaked into the logs");
+    assert!(stderr.contains("stopped"), "{stderr}");
+
+    // A second start finds the tenant and prints no new token.
+    let (mut again, _) = start_serve(dir.path(), free_port()?)?;
+    terminate(&again)?;
+    again.wait()?;
+    let mut stdout = String::new();
+    again
+        .stdout
+        .take()
+        .ok_or("no stdout")?
+        .read_to_string(&mut stdout)?;
+    assert!(!stdout.contains("SCIM token"), "{stdout}");
+    Ok(())
+}
+
+#[test]
+fn tenant_create_prints_the_documented_json_and_refuses_a_duplicate() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = run(deprov(dir.path()).args(["tenant", "create", "acme", "--json"]))?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(json["tenant"], "acme");
+    assert_eq!(
+        json["scim_base_url"],
+        "http://127.0.0.1:8080/scim/v2/acme"
+    );
+    assert!(
+        json["scim_token"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("deprov_scim_") && t.len() == 55)
+    );
+
+    let dup = run(deprov(dir.path()).args(["tenant", "create", "acme", "--json"]))?;
+    assert!(!dup.status.success());
+    let stderr = String::from_utf8_lossy(&dup.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("tenant acme already exists"), "{stderr}");
+
+    let list = run(deprov(dir.path()).args(["tenant", "list", "--json"]))?;
+    let json: serde_json::Value = serde_json::from_slice(&list.stdout)?;
+    assert_eq!(json.as_array().map(Vec::len), Some(1));
+    Ok(())
+}
+
+#[test]
+fn public_url_shapes_the_printed_base_url() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let out = run(deprov(dir.path())
+        .args(["tenant", "create", "acme", "--json"])
+        .env("DEPROV_PUBLIC_URL", "https://deprov.example.com/"))?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(
+        json["scim_base_url"],
+        "https://deprov.example.com/scim/v2/acme"
+    );
+    Ok(())
+}
+
+#[test]
+fn bad_input_ends_with_one_line_naming_the_problem() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (vec!["check-config"], vec![("DEPROV_DATABASE_URL", "mysql://x/y")], "database_url"),
+        (vec!["check-config"], vec![("DEPROV_DATABASE_URL", "postgres://")], "database_url"),
+        (vec!["check-config"], vec![("DEPROV_PUBLIC_URL", "::nope")], "public_url"),
+        (vec!["check-config"], vec![("DEPROV_LISTEN", "everywhere")], "listen"),
+        (
+            vec!["--config", "/nonexistent/deprov.toml", "check-config"],
+            vec![],
+            "/nonexistent/deprov.toml",
+        ),
+        (vec!["tenant", "create", "Acme_Corp"], vec![], "no '_'"),
+        (vec!["tenant", "token", "nosuch"], vec![], "no tenant named \"nosuch\""),
+        (
+            vec![
+                "rp", "add", "--tenant", "nosuch", "--client-id", "c",
+                "--backchannel-logout-uri", "http://169.254.169.254/",
+            ],
+            vec![],
+            "--backchannel-logout-uri",
+        ),
+        (
+            vec!["serve"],
+            vec![("DEPROV_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")],
+            "cannot open the database",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let mut cmd = deprov(dir.path());
+        cmd.args(&args);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = run(&mut cmd)?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} {env:?} succeeded");
+        assert!(stderr.contains(expected), "{args:?} {env:?}: {stderr}");
+        // Log lines may precede it; the error itself is one line, and the last.
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+        assert_eq!(errors.len(), 1, "{args:?} {env:?}: {stderr}");
+        assert!(
+            stderr.trim().lines().last().is_some_and(|l| l.starts_with("error: ")),
+            "{args:?} {env:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    Ok(())
+}
+
+#[test]
+fn rp_add_list_remove_round_trip_as_json() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    run(deprov(dir.path()).args(["tenant", "create", "acme"]))?;
+    let out = run(deprov(dir.path())
+        .args([
+            "rp", "add", "--tenant", "acme", "--client-id", "wiki",
+            "--backchannel-logout-uri", "https://wiki.example.com/backchannel-logout",
+            "--subject", "userName", "--group", "Engineering", "--json",
+        ]))?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rp: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let id = rp["id"].as_str().ok_or("no id")?.to_owned();
+    assert_eq!(rp["client_id"], "wiki");
+    assert_eq!(rp["subject"], "userName");
+    assert_eq!(rp["alg"], "RS256");
+    assert_eq!(rp["groups"], serde_json::json!(["Engineering"]));
+
+    // http and loopback targets need the development switch.
+    let insecure = run(deprov(dir.path()).args([
+        "rp", "add", "--tenant", "acme", "--client-id", "dev",
+        "--backchannel-logout-uri", "http://127.0.0.1:9/bcl",
+    ]))?;
+    assert!(!insecure.status.success());
+    let allowed = run(deprov(dir.path())
+        .args([
+            "rp", "add", "--tenant", "acme", "--client-id", "dev",
+            "--backchannel-logout-uri", "http://127.0.0.1:9/bcl",
+        ])
+        .env("DEPROV_ALLOW_INSECURE_TARGETS", "true"))?;
+    assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
+
+    let list = run(deprov(dir.path()).args(["rp", "list", "--tenant", "acme", "--json"]))?;
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout)?;
+    assert_eq!(rows.as_array().map(Vec::len), Some(2));
+    let removed = run(deprov(dir.path()).args(["rp", "remove", "--tenant", "acme", &id, "--json"]))?;
+    assert!(removed.status.success());
+    let list = run(deprov(dir.path()).args(["rp", "list", "--tenant", "acme", "--json"]))?;
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout)?;
+    assert_eq!(rows.as_array().map(Vec::len), Some(1));
+    Ok(())
+}
+
+#[test]
+fn tokens_can_be_issued_listed_and_revoked() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    run(deprov(dir.path()).args(["tenant", "create", "acme"]))?;
+    let issued = run(deprov(dir.path()).args(["tenant", "token", "acme", "--label", "okta", "--json"]))?;
+    let issued: serde_json::Value = serde_json::from_slice(&issued.stdout)?;
+    let id = issued["scim_token_id"].as_str().ok_or("no id")?.to_owned();
+    let revoked = run(deprov(dir.path()).args(["tenant", "revoke-token", "acme", &id, "--json"]))?;
+    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    let list = run(deprov(dir.path()).args(["tenant", "token", "acme", "--list", "--json"]))?;
+    let rows: serde_json::Value = serde_json::from_slice(&list.stdout)?;
+    let rows = rows.as_array().ok_or("not a list")?;
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().any(|r| r["id"] == id.as_str() && !r["revoked_at"].is_null()));
+    // No listing ever shows a token or its hash.
+    let text = serde_json::to_string(rows)?;
+    assert!(!text.contains(issued["scim_token"].as_str().unwrap_or("-")));
+    assert!(!text.contains("token_hash"));
+    Ok(())
+}
+
+#[test]
+fn json_logs_on_request() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let mut child = deprov(dir.path())
+        .arg("serve")
+        .env("DEPROV_LISTEN", addr.to_string())
+        .env("DEPROV_LOG_FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let first = lines.next().ok_or("no log line")??;
+    let parsed: serde_json::Value = serde_json::from_str(&first)?;
+    assert!(parsed.get("level").is_some(), "{first}");
+    child.kill()?;
+    child.wait()?;
+    Ok(())
+}
