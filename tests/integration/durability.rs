@@ -38,13 +38,21 @@ async fn killed_writer_loses_no_commit(backend: Backend) -> anyhow::Result<()> {
     db.open().await?.close().await?;
 
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["durability::child_writer", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "durability::child_writer",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, &db.url)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
     let mut reported = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line?;
@@ -58,11 +66,19 @@ async fn killed_writer_loses_no_commit(backend: Backend) -> anyhow::Result<()> {
         }
     }
     child.wait()?;
-    anyhow::ensure!(reported.len() == 40, "child stopped early after {} commits", reported.len());
+    anyhow::ensure!(
+        reported.len() == 40,
+        "child stopped early after {} commits",
+        reported.len()
+    );
 
     let store = db.open().await?;
-    let names: std::collections::HashSet<String> =
-        store.list_tenants().await?.into_iter().map(|t| t.name).collect();
+    let names: std::collections::HashSet<String> = store
+        .list_tenants()
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     for name in &reported {
         anyhow::ensure!(names.contains(name), "committed tenant {name} was lost");
     }

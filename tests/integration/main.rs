@@ -2,5 +2,12 @@
 //! database; tests declared with `db_test!` run once on SQLite and once on PostgreSQL
 //! (when `DEPROV_TEST_DATABASE_URL` is set).
 
+mod delivery;
 mod durability;
+mod scim_store;
 mod store;
+mod keys;
+mod scim_harness;
+mod scim_okta;
+mod scim_entra;
+mod scim_protocol;

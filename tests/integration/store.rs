@@ -114,6 +114,7 @@ db_test!(
             alg: SigningAlgorithm::ES256,
             require_sid: false,
             issuer: None,
+            kid: None,
             groups: vec!["Engineering".into(), "engineering".into(), "Ops".into()],
             enabled: true,
         };

@@ -3,6 +3,7 @@
 //! Nothing here performs I/O; storage, HTTP and the process live in the crates around it.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod fanout;
 pub mod scim;
 pub mod secret;
 pub mod signing;

@@ -67,6 +67,65 @@ impl SubjectMapping {
     }
 }
 
+impl SubjectMapping {
+    /// The subject for a user, read from its SCIM representation (the event's snapshot:
+    /// the stored resource with its `id`). Attribute names compare case-insensitively;
+    /// `None` when the user has no (non-empty string) value for the mapping.
+    pub fn resolve(&self, user: &serde_json::Value) -> Option<String> {
+        let text = |v: Option<&serde_json::Value>| {
+            v.and_then(serde_json::Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        match self {
+            Self::Id => text(get_ci(user, "id")),
+            Self::ExternalId => text(get_ci(user, "externalId")),
+            Self::ExternalIdOrId => {
+                text(get_ci(user, "externalId")).or_else(|| text(get_ci(user, "id")))
+            }
+            Self::UserName => text(get_ci(user, "userName")),
+            Self::PrimaryEmail => {
+                let emails = get_ci(user, "emails")?.as_array()?;
+                let primary = emails.iter().find(|e| {
+                    get_ci(e, "primary").is_some_and(|p| {
+                        p.as_bool() == Some(true)
+                            || p.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+                    })
+                });
+                primary
+                    .into_iter()
+                    .chain(emails.iter())
+                    .find_map(|e| text(get_ci(e, "value")))
+            }
+            Self::Path(path) => {
+                // An extension attribute is `URN:attr[.sub]`, stored under the URN key.
+                let (base, rest) = match path.rfind(':') {
+                    Some(i) if path[..i].contains(':') => {
+                        (get_ci(user, &path[..i]), &path[i + 1..])
+                    }
+                    _ => (Some(user), path.as_str()),
+                };
+                let mut value = base?;
+                for part in rest.split('.') {
+                    value = get_ci(value, part)?;
+                }
+                // A complex value such as `manager` names its `value`.
+                text(Some(value)).or_else(|| text(get_ci(value, "value")))
+            }
+        }
+    }
+}
+
+/// A member of a JSON object by case-insensitive name (SCIM names are case-insensitive).
+fn get_ci<'a>(value: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    let obj = value.as_object()?;
+    obj.get(name).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
+}
+
 impl fmt::Display for SubjectMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -101,6 +160,43 @@ mod tests {
             SubjectMapping::parse(ext),
             Ok(SubjectMapping::Path(ext.to_owned()))
         );
+    }
+
+    #[test]
+    fn resolves_each_mapping_from_a_scim_user() -> Result<(), SubjectMappingError> {
+        let user = serde_json::json!({
+            "id": "u-1",
+            "externalId": "00u1okta",
+            "userName": "Ada@Example.com",
+            "emails": [
+                {"value": "ada@home.example", "type": "home"},
+                {"value": "ada@example.com", "type": "work", "primary": "True"}
+            ],
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+                "employeeNumber": "701984",
+                "manager": {"value": "u-9"}
+            },
+            "name": {"givenName": "Ada"}
+        });
+        let r = |m: &str| SubjectMapping::parse(m).map(|m| m.resolve(&user));
+        assert_eq!(r("id")?, Some("u-1".into()));
+        assert_eq!(r("externalId|id")?, Some("00u1okta".into()));
+        assert_eq!(r("userName")?, Some("Ada@Example.com".into()));
+        assert_eq!(r("emails.primary")?, Some("ada@example.com".into()));
+        assert_eq!(r("name.givenName")?, Some("Ada".into()));
+        assert_eq!(
+            r("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber")?,
+            Some("701984".into())
+        );
+        assert_eq!(
+            r("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager")?,
+            Some("u-9".into())
+        );
+        assert_eq!(r("nickName")?, None);
+        let bare = serde_json::json!({"id": "u-2", "externalId": ""});
+        assert_eq!(SubjectMapping::default().resolve(&bare), Some("u-2".into()));
+        assert_eq!(SubjectMapping::ExternalId.resolve(&bare), None);
+        Ok(())
     }
 
     #[test]

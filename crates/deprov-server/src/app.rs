@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::health;
+use crate::{delivery, health, wellknown};
 
 /// A running deprov: its HTTP server and its background tasks.
 ///
@@ -30,19 +30,53 @@ pub struct Running {
     shutdown_timeout: Duration,
 }
 
+/// The SCIM endpoint's settings, from the server configuration.
+fn scim_config(config: &Config) -> deprov_scim::ScimConfig {
+    let l = &config.scim;
+    deprov_scim::ScimConfig {
+        public_url: config.public_url(),
+        limits: deprov_scim::ScimLimits {
+            max_results: l.max_results,
+            max_payload_bytes: l.max_payload_bytes,
+            max_operations: l.max_operations,
+            max_filter_length: l.max_filter_length,
+            max_filter_depth: l.max_filter_depth,
+            max_members_per_request: l.max_members_per_request,
+        },
+    }
+}
+
 impl Running {
-    /// Starts serving on `listener` (bind port 0 in tests).
-    pub fn start(config: Arc<Config>, store: Store, listener: TcpListener) -> anyhow::Result<Self> {
+    /// Starts serving on `listener` (bind port 0 in tests), and the delivery worker unless
+    /// the configuration turns it off.
+    pub async fn start(
+        config: Arc<Config>,
+        store: Store,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
         let local_addr = listener.local_addr()?;
         let shutdown_timeout = Duration::from_secs(config.shutdown_timeout_secs);
+        let keys = delivery::key_ring(&config, &store).await?;
+        delivery::ensure_keys_in_use(&store, &keys).await?;
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        if config.delivery.worker {
+            let worker = Arc::new(delivery::worker(&config, &store, keys.clone())?);
+            tasks.spawn(worker.run(cancel.clone()));
+        }
         let store_data = web::Data::new(store.clone());
         let config_data = web::Data::from(config.clone());
+        let keys_data = web::Data::new(keys);
+        let scim = scim_config(&config);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(store_data.clone())
                 .app_data(config_data.clone())
+                .app_data(keys_data.clone())
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("deprov::http"))
                 .configure(health::configure)
+                .configure(wellknown::configure)
+                .configure(|cfg| deprov_scim::configure(cfg, scim.clone()))
         })
         // Signals are handled by the caller, which owns the order of shutdown.
         .disable_signals()
@@ -55,8 +89,8 @@ impl Running {
             local_addr,
             server: handle,
             server_task,
-            cancel: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            cancel,
+            tasks,
             store,
             shutdown_timeout,
         })

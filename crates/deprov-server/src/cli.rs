@@ -51,6 +51,77 @@ pub enum Command {
     /// Manage relying parties that receive back-channel logouts.
     #[command(subcommand)]
     Rp(RpCommand),
+    /// Manage the keys that sign logout tokens.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// De-provisioning events and their trails.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Deliveries of events to targets: pending, retrying, delivered, dead.
+    #[command(subcommand)]
+    Deliveries(DeliveriesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys (public parts only).
+    List,
+    /// Make a new default key for an algorithm; the old one stays published until the
+    /// tokens it signed have expired.
+    Rotate {
+        #[arg(long, default_value = "RS256")]
+        alg: String,
+    },
+    /// Import a private key (PKCS#8, PKCS#1 RSA or SEC1 EC PEM) to sign for another issuer.
+    Import {
+        /// The PEM file.
+        #[arg(long, value_name = "FILE")]
+        pem: PathBuf,
+        /// The algorithm, when the key type allows several.
+        #[arg(long)]
+        alg: Option<String>,
+    },
+    /// Print a key's private PEM (to publish its public half in another OP's JWKS, or to
+    /// move it). Handle the output as a secret.
+    Export { kid: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Recent events, newest first.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// One event's whole trail: the SCIM request, each delivery and each attempt.
+    Show { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// Deliveries, newest first.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        /// pending, retrying, delivered, dead or cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+    /// Re-drive a dead delivery, or every dead one.
+    Retry {
+        /// The delivery's id.
+        #[arg(required_unless_present = "all_dead", conflicts_with = "all_dead")]
+        id: Option<String>,
+        #[arg(long)]
+        all_dead: bool,
+        /// With --all-dead: only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +190,10 @@ pub struct RpAdd {
     /// `iss` of its logout tokens, when deprov signs for the OP the application logs in with.
     #[arg(long)]
     pub issuer: Option<String>,
+    /// Sign its logout tokens with this key (see `deprov keys`), e.g. one imported from the
+    /// OP the application logs in with.
+    #[arg(long)]
+    pub kid: Option<String>,
     /// Register it disabled (nothing is delivered until enabled).
     #[arg(long)]
     pub disabled: bool,
@@ -173,6 +248,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await?;
             result
         }
+        Command::Keys(cmd) => {
+            let store = Store::open(&config.database()?).await?;
+            let result = keys(cmd, &store, &config, json).await;
+            store.close().await?;
+            result
+        }
+        Command::Events(cmd) => {
+            let store = Store::open(&config.database()?).await?;
+            let result = events(cmd, &store, json).await;
+            store.close().await?;
+            result
+        }
+        Command::Deliveries(cmd) => {
+            let store = Store::open(&config.database()?).await?;
+            let result = deliveries(cmd, &store, json).await;
+            store.close().await?;
+            result
+        }
     }
 }
 
@@ -200,7 +293,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("listen ({}): cannot bind", config.listen))?;
     let config = Arc::new(config);
-    let running = Running::start(config.clone(), store, listener)?;
+    let running = Running::start(config.clone(), store, listener).await?;
     tracing::info!(
         listen = %running.local_addr(),
         public_url = %config.public_url(),
@@ -391,12 +484,16 @@ async fn rp(cmd: RpCommand, store: &Store, config: &Config, json: bool) -> anyho
                         alg,
                         require_sid: add.require_sid,
                         issuer: add.issuer,
+                        kid: add.kid,
                         groups: add.groups,
                         enabled: !add.disabled,
                     },
                     CLI_ACTOR,
                 )
                 .await?;
+            // Its key exists (and is published) before the first logout token needs it.
+            let keys = crate::delivery::key_ring(config, store).await?;
+            keys.ensure_key(alg).await?;
             if json {
                 print_json(&rp_json(&rp)?)?;
             } else {
@@ -444,4 +541,277 @@ async fn rp(cmd: RpCommand, store: &Store, config: &Config, json: bool) -> anyho
         }
     }
     Ok(())
+}
+
+async fn keys(cmd: KeysCommand, store: &Store, config: &Config, json: bool) -> anyhow::Result<()> {
+    let ring = crate::delivery::key_ring(config, store).await?;
+    match cmd {
+        KeysCommand::List => {
+            let keys = ring.list().await?;
+            if json {
+                print_json(&serde_json::to_value(&keys)?)?;
+            } else {
+                for k in &keys {
+                    println!("{}\t{}\t{}\t{}", k.kid, k.alg, k.status, k.source);
+                }
+            }
+        }
+        KeysCommand::Rotate { alg } => {
+            let alg = SigningAlgorithm::parse(&alg).context("--alg")?;
+            let rotation = ring.rotate(alg, CLI_ACTOR).await?;
+            if json {
+                print_json(&serde_json::to_value(&rotation)?)?;
+            } else {
+                println!("New {alg} key {}.", rotation.new.kid);
+                for old in &rotation.retired {
+                    println!("Retired {} (published until its tokens expire).", old.kid);
+                }
+            }
+        }
+        KeysCommand::Import { pem, alg } => {
+            let alg = alg
+                .map(|a| SigningAlgorithm::parse(&a))
+                .transpose()
+                .context("--alg")?;
+            let text = std::fs::read_to_string(&pem)
+                .with_context(|| format!("--pem: cannot read {}", pem.display()))?;
+            let key = ring.import_pem(&text, alg, CLI_ACTOR).await?;
+            if json {
+                print_json(&serde_json::to_value(&key)?)?;
+            } else {
+                println!("Imported {} key {}.", key.alg, key.kid);
+            }
+        }
+        KeysCommand::Export { kid } => {
+            let pem = ring.export_private_pem(&kid, CLI_ACTOR).await?;
+            print!("{}", pem.as_str());
+        }
+    }
+    Ok(())
+}
+
+fn tenant_id_of(tenants: &[deprov_store::tenants::Tenant], name: &str) -> anyhow::Result<String> {
+    tenants
+        .iter()
+        .find(|t| t.name == name)
+        .map(|t| t.id.clone())
+        .ok_or_else(|| anyhow::anyhow!("no tenant named {name:?}"))
+}
+
+async fn events(cmd: EventsCommand, store: &Store, json: bool) -> anyhow::Result<()> {
+    match cmd {
+        EventsCommand::List { tenant, limit } => {
+            let tenants = store.list_tenants().await?;
+            let tenant_id = tenant
+                .as_deref()
+                .map(|t| tenant_id_of(&tenants, t))
+                .transpose()?;
+            let rows = store.recent_events(tenant_id.as_deref(), limit).await?;
+            if json {
+                print_json(&serde_json::to_value(&rows)?)?;
+            } else {
+                for e in &rows {
+                    println!(
+                        "{}\t{}\t{}\t{}\tdelivered {}/{} dead {}",
+                        e.id,
+                        format_time(e.occurred_at),
+                        e.kind,
+                        e.user_name.as_deref().unwrap_or(&e.user_id),
+                        e.delivered,
+                        e.deliveries,
+                        e.dead
+                    );
+                }
+            }
+        }
+        EventsCommand::Show { id } => {
+            let trail = store
+                .event_trail(&id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no event {id:?}"))?;
+            let value = trail_json(&trail);
+            if json {
+                print_json(&value)?;
+            } else {
+                let e = &trail.event;
+                println!(
+                    "event {} ({}) at {}",
+                    e.id,
+                    e.kind,
+                    format_time(e.occurred_at)
+                );
+                println!(
+                    "  user     {} {}",
+                    e.user_id,
+                    e.user_snapshot
+                        .get("userName")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("")
+                );
+                if let Some(g) = &e.group_display_name {
+                    println!("  group    {g} ({})", e.group_id.as_deref().unwrap_or(""));
+                }
+                println!(
+                    "  request  {} {} (request id {})",
+                    e.scim_method, e.scim_path, e.request_id
+                );
+                for d in &trail.deliveries {
+                    println!(
+                        "  delivery {} to {} [{}] {}",
+                        d.delivery.id,
+                        d.client_id.as_deref().unwrap_or("(removed target)"),
+                        d.delivery.target_kind,
+                        d.delivery.status
+                    );
+                    for a in &d.attempts {
+                        println!(
+                            "    #{} {} {} {} ms {}{}",
+                            a.attempt_no,
+                            format_time(a.started_at),
+                            a.http_status
+                                .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                            a.latency_ms,
+                            a.outcome,
+                            a.error
+                                .as_deref()
+                                .map(|e| format!(": {e}"))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn trail_json(trail: &deprov_store::outbox::EventTrail) -> serde_json::Value {
+    let e = &trail.event;
+    json!({
+        "id": e.id,
+        "tenant_id": e.tenant_id,
+        "kind": e.kind,
+        "occurred_at": e.occurred_at,
+        "user_id": e.user_id,
+        "user": e.user_snapshot,
+        "group_id": e.group_id,
+        "group_display_name": e.group_display_name,
+        "scim_request": { "request_id": e.request_id, "method": e.scim_method, "path": e.scim_path },
+        "deliveries": trail.deliveries.iter().map(|d| json!({
+            "id": d.delivery.id,
+            "target_id": d.delivery.target_id,
+            "client_id": d.client_id,
+            "target_kind": d.delivery.target_kind,
+            "status": d.delivery.status,
+            "attempt_count": d.delivery.attempt_count,
+            "next_attempt_at": d.delivery.next_attempt_at,
+            "last_error": d.delivery.last_error,
+            "created_at": d.delivery.created_at,
+            "completed_at": d.delivery.completed_at,
+            "attempts": d.attempts.iter().map(|a| json!({
+                "attempt": a.attempt_no,
+                "started_at": a.started_at,
+                "latency_ms": a.latency_ms,
+                "http_status": a.http_status,
+                "outcome": a.outcome,
+                "error": a.error,
+                "response_excerpt": a.response_excerpt,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn deliveries(cmd: DeliveriesCommand, store: &Store, json: bool) -> anyhow::Result<()> {
+    let tenants = store.list_tenants().await?;
+    match cmd {
+        DeliveriesCommand::List {
+            tenant,
+            status,
+            limit,
+        } => {
+            if let Some(s) = &status
+                && ![
+                    deprov_store::outbox::PENDING,
+                    deprov_store::outbox::RETRYING,
+                    deprov_store::outbox::DELIVERED,
+                    deprov_store::outbox::DEAD,
+                    deprov_store::outbox::CANCELLED,
+                ]
+                .contains(&s.as_str())
+            {
+                anyhow::bail!(
+                    "--status: {s:?} is not one of pending, retrying, delivered, dead, cancelled"
+                );
+            }
+            let tenant_id = tenant
+                .as_deref()
+                .map(|t| tenant_id_of(&tenants, t))
+                .transpose()?;
+            let (total, rows) = store
+                .list_deliveries(tenant_id.as_deref(), status.as_deref(), limit, 0)
+                .await?;
+            if json {
+                print_json(&json!({
+                    "total": total,
+                    "deliveries": rows.iter().map(|d| json!({
+                        "id": d.id,
+                        "event_id": d.event_id,
+                        "target_id": d.target_id,
+                        "target_kind": d.target_kind,
+                        "status": d.status,
+                        "attempt_count": d.attempt_count,
+                        "next_attempt_at": d.next_attempt_at,
+                        "last_error": d.last_error,
+                        "created_at": d.created_at,
+                        "completed_at": d.completed_at,
+                    })).collect::<Vec<_>>(),
+                }))?;
+            } else {
+                for d in &rows {
+                    println!(
+                        "{}\t{}\tevent {}\tattempts {}\t{}",
+                        d.id,
+                        d.status,
+                        d.event_id,
+                        d.attempt_count,
+                        d.last_error.as_deref().unwrap_or("")
+                    );
+                }
+                println!("({} of {total})", rows.len());
+            }
+        }
+        DeliveriesCommand::Retry {
+            id,
+            all_dead,
+            tenant,
+        } => {
+            let tenant_id = tenant
+                .as_deref()
+                .map(|t| tenant_id_of(&tenants, t))
+                .transpose()?;
+            let n = if all_dead {
+                store.redrive(tenant_id.as_deref(), None, CLI_ACTOR).await?
+            } else {
+                let id = id.ok_or_else(|| anyhow::anyhow!("give a delivery id or --all-dead"))?;
+                let n = store.redrive(None, Some(&id), CLI_ACTOR).await?;
+                if n == 0 {
+                    anyhow::bail!("delivery {id:?} is not a dead letter (or does not exist)");
+                }
+                n
+            };
+            if json {
+                print_json(&json!({ "redriven": n }))?;
+            } else {
+                println!("Re-drove {n} deliver{}.", if n == 1 { "y" } else { "ies" });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC.
+fn format_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
 }

@@ -41,7 +41,40 @@ pub struct Config {
     pub log_level: String,
     /// How long shutdown waits for in-flight requests and workers, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// Base64 of 32 random bytes: encrypts signing keys at rest. When unset, a key file
+    /// `deprov.key` (mode 0600) is created beside the SQLite database, with a warning.
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub key_encryption_key: Option<Secret>,
     pub scim: ScimLimits,
+    pub delivery: DeliveryConfig,
+}
+
+/// How deliveries are performed and retried (DESIGN.md, "Delivery semantics").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeliveryConfig {
+    /// Deliveries in flight at once in this process.
+    pub concurrency: usize,
+    /// Deliveries in flight at once to any one target.
+    pub per_target: usize,
+    /// Timeout of one HTTP attempt, in seconds.
+    pub timeout_secs: u64,
+    /// A delivery still failing after this many hours is dead-lettered.
+    pub max_age_hours: u64,
+    /// Run the delivery worker in this process (several replicas may all run one).
+    pub worker: bool,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            per_target: 8,
+            timeout_secs: 10,
+            max_age_hours: 72,
+            worker: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,8 +125,17 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info".to_owned(),
             shutdown_timeout_secs: 30,
+            key_encryption_key: None,
             scim: ScimLimits::default(),
+            delivery: DeliveryConfig::default(),
         }
+    }
+}
+
+fn ser_opt_secret<S: serde::Serializer>(secret: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(v) => s.serialize_str(v.expose()),
+        None => s.serialize_none(),
     }
 }
 
@@ -197,6 +239,20 @@ impl Config {
                 )));
             }
         }
+        let d = &self.delivery;
+        for (name, value) in [
+            ("delivery.concurrency", d.concurrency as u64),
+            ("delivery.per_target", d.per_target as u64),
+            ("delivery.timeout_secs", d.timeout_secs),
+            ("delivery.max_age_hours", d.max_age_hours),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!(
+                    "{name} (DEPROV_{}): must be at least 1",
+                    name.to_ascii_uppercase().replace('.', "__")
+                )));
+            }
+        }
         if self.log_level.trim().is_empty()
             || tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err()
         {
@@ -255,6 +311,9 @@ impl Config {
                 .unwrap_or_else(|_| "[invalid]".to_owned());
             obj.insert("database_url".into(), serde_json::Value::String(db));
             obj.insert("public_url".into(), self.public_url().into());
+            if self.key_encryption_key.is_some() {
+                obj.insert("key_encryption_key".into(), "[redacted]".into());
+            }
         }
         value
     }
@@ -483,12 +542,21 @@ mod tests {
 
     #[test]
     fn the_database_password_is_never_shown() -> Result<(), ConfigError> {
+        let kek = "q2Vn0CqJk1x6w8mXb0Zp3u9YtR5sLa7dEe4fGh2iJk0=";
         let loaded = Config::load_from(
             None,
-            env(&[("DEPROV_DATABASE_URL", "postgres://app:s3cret@db/deprov")]),
+            env(&[
+                ("DEPROV_DATABASE_URL", "postgres://app:s3cret@db/deprov"),
+                ("DEPROV_KEY_ENCRYPTION_KEY", kek),
+            ]),
         )?;
-        assert!(!format!("{:?}", loaded.config).contains("s3cret"));
-        assert!(!loaded.config.redacted_json().to_string().contains("s3cret"));
+        for shown in [
+            format!("{:?}", loaded.config),
+            loaded.config.redacted_json().to_string(),
+        ] {
+            assert!(!shown.contains("s3cret"), "{shown}");
+            assert!(!shown.contains(kek), "{shown}");
+        }
         Ok(())
     }
 }

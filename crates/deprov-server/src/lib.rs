@@ -6,5 +6,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 mod health;
 pub mod telemetry;
+pub mod wellknown;

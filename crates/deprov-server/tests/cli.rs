@@ -27,7 +27,9 @@ fn run(cmd: &mut Command) -> Result<Output, std::io::Error> {
 }
 
 fn free_port() -> Result<u16, std::io::Error> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// A minimal HTTP/1.1 GET, enough to probe health endpoints without an HTTP client crate.
@@ -139,13 +141,14 @@ fn serve_in_an_empty_directory_creates_the_database_and_default_tenant() -> Test
 fn tenant_create_prints_the_documented_json_and_refuses_a_duplicate() -> TestResult {
     let dir = tempfile::tempdir()?;
     let out = run(deprov(dir.path()).args(["tenant", "create", "acme", "--json"]))?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(json["tenant"], "acme");
-    assert_eq!(
-        json["scim_base_url"],
-        "http://127.0.0.1:8080/scim/v2/acme"
-    );
+    assert_eq!(json["scim_base_url"], "http://127.0.0.1:8080/scim/v2/acme");
     assert!(
         json["scim_token"]
             .as_str()
@@ -181,22 +184,50 @@ fn public_url_shapes_the_printed_base_url() -> TestResult {
 #[test]
 fn bad_input_ends_with_one_line_naming_the_problem() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
-        (vec!["check-config"], vec![("DEPROV_DATABASE_URL", "mysql://x/y")], "database_url"),
-        (vec!["check-config"], vec![("DEPROV_DATABASE_URL", "postgres://")], "database_url"),
-        (vec!["check-config"], vec![("DEPROV_PUBLIC_URL", "::nope")], "public_url"),
-        (vec!["check-config"], vec![("DEPROV_LISTEN", "everywhere")], "listen"),
+    /// Arguments, environment, and what the one error line must contain.
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec!["check-config"],
+            vec![("DEPROV_DATABASE_URL", "mysql://x/y")],
+            "database_url",
+        ),
+        (
+            vec!["check-config"],
+            vec![("DEPROV_DATABASE_URL", "postgres://")],
+            "database_url",
+        ),
+        (
+            vec!["check-config"],
+            vec![("DEPROV_PUBLIC_URL", "::nope")],
+            "public_url",
+        ),
+        (
+            vec!["check-config"],
+            vec![("DEPROV_LISTEN", "everywhere")],
+            "listen",
+        ),
         (
             vec!["--config", "/nonexistent/deprov.toml", "check-config"],
             vec![],
             "/nonexistent/deprov.toml",
         ),
         (vec!["tenant", "create", "Acme_Corp"], vec![], "no '_'"),
-        (vec!["tenant", "token", "nosuch"], vec![], "no tenant named \"nosuch\""),
+        (
+            vec!["tenant", "token", "nosuch"],
+            vec![],
+            "no tenant named \"nosuch\"",
+        ),
         (
             vec![
-                "rp", "add", "--tenant", "nosuch", "--client-id", "c",
-                "--backchannel-logout-uri", "http://169.254.169.254/",
+                "rp",
+                "add",
+                "--tenant",
+                "nosuch",
+                "--client-id",
+                "c",
+                "--backchannel-logout-uri",
+                "http://169.254.169.254/",
             ],
             vec![],
             "--backchannel-logout-uri",
@@ -221,7 +252,11 @@ fn bad_input_ends_with_one_line_naming_the_problem() -> TestResult {
         let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
         assert_eq!(errors.len(), 1, "{args:?} {env:?}: {stderr}");
         assert!(
-            stderr.trim().lines().last().is_some_and(|l| l.starts_with("error: ")),
+            stderr
+                .trim()
+                .lines()
+                .last()
+                .is_some_and(|l| l.starts_with("error: ")),
             "{args:?} {env:?}: {stderr}"
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
@@ -233,13 +268,26 @@ fn bad_input_ends_with_one_line_naming_the_problem() -> TestResult {
 fn rp_add_list_remove_round_trip_as_json() -> TestResult {
     let dir = tempfile::tempdir()?;
     run(deprov(dir.path()).args(["tenant", "create", "acme"]))?;
-    let out = run(deprov(dir.path())
-        .args([
-            "rp", "add", "--tenant", "acme", "--client-id", "wiki",
-            "--backchannel-logout-uri", "https://wiki.example.com/backchannel-logout",
-            "--subject", "userName", "--group", "Engineering", "--json",
-        ]))?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(deprov(dir.path()).args([
+        "rp",
+        "add",
+        "--tenant",
+        "acme",
+        "--client-id",
+        "wiki",
+        "--backchannel-logout-uri",
+        "https://wiki.example.com/backchannel-logout",
+        "--subject",
+        "userName",
+        "--group",
+        "Engineering",
+        "--json",
+    ]))?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rp: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let id = rp["id"].as_str().ok_or("no id")?.to_owned();
     assert_eq!(rp["client_id"], "wiki");
@@ -249,22 +297,39 @@ fn rp_add_list_remove_round_trip_as_json() -> TestResult {
 
     // http and loopback targets need the development switch.
     let insecure = run(deprov(dir.path()).args([
-        "rp", "add", "--tenant", "acme", "--client-id", "dev",
-        "--backchannel-logout-uri", "http://127.0.0.1:9/bcl",
+        "rp",
+        "add",
+        "--tenant",
+        "acme",
+        "--client-id",
+        "dev",
+        "--backchannel-logout-uri",
+        "http://127.0.0.1:9/bcl",
     ]))?;
     assert!(!insecure.status.success());
     let allowed = run(deprov(dir.path())
         .args([
-            "rp", "add", "--tenant", "acme", "--client-id", "dev",
-            "--backchannel-logout-uri", "http://127.0.0.1:9/bcl",
+            "rp",
+            "add",
+            "--tenant",
+            "acme",
+            "--client-id",
+            "dev",
+            "--backchannel-logout-uri",
+            "http://127.0.0.1:9/bcl",
         ])
         .env("DEPROV_ALLOW_INSECURE_TARGETS", "true"))?;
-    assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
 
     let list = run(deprov(dir.path()).args(["rp", "list", "--tenant", "acme", "--json"]))?;
     let rows: serde_json::Value = serde_json::from_slice(&list.stdout)?;
     assert_eq!(rows.as_array().map(Vec::len), Some(2));
-    let removed = run(deprov(dir.path()).args(["rp", "remove", "--tenant", "acme", &id, "--json"]))?;
+    let removed =
+        run(deprov(dir.path()).args(["rp", "remove", "--tenant", "acme", &id, "--json"]))?;
     assert!(removed.status.success());
     let list = run(deprov(dir.path()).args(["rp", "list", "--tenant", "acme", "--json"]))?;
     let rows: serde_json::Value = serde_json::from_slice(&list.stdout)?;
@@ -276,16 +341,24 @@ fn rp_add_list_remove_round_trip_as_json() -> TestResult {
 fn tokens_can_be_issued_listed_and_revoked() -> TestResult {
     let dir = tempfile::tempdir()?;
     run(deprov(dir.path()).args(["tenant", "create", "acme"]))?;
-    let issued = run(deprov(dir.path()).args(["tenant", "token", "acme", "--label", "okta", "--json"]))?;
+    let issued =
+        run(deprov(dir.path()).args(["tenant", "token", "acme", "--label", "okta", "--json"]))?;
     let issued: serde_json::Value = serde_json::from_slice(&issued.stdout)?;
     let id = issued["scim_token_id"].as_str().ok_or("no id")?.to_owned();
     let revoked = run(deprov(dir.path()).args(["tenant", "revoke-token", "acme", &id, "--json"]))?;
-    assert!(revoked.status.success(), "{}", String::from_utf8_lossy(&revoked.stderr));
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
     let list = run(deprov(dir.path()).args(["tenant", "token", "acme", "--list", "--json"]))?;
     let rows: serde_json::Value = serde_json::from_slice(&list.stdout)?;
     let rows = rows.as_array().ok_or("not a list")?;
     assert_eq!(rows.len(), 2);
-    assert!(rows.iter().any(|r| r["id"] == id.as_str() && !r["revoked_at"].is_null()));
+    assert!(
+        rows.iter()
+            .any(|r| r["id"] == id.as_str() && !r["revoked_at"].is_null())
+    );
     // No listing ever shows a token or its hash.
     let text = serde_json::to_string(rows)?;
     assert!(!text.contains(issued["scim_token"].as_str().unwrap_or("-")));

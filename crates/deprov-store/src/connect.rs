@@ -9,7 +9,10 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use sea_orm::sqlx::Connection as _;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
@@ -114,6 +117,7 @@ pub struct Store {
     reader: DatabaseConnection,
     writer: DatabaseConnection,
     location: String,
+    outbox_wake: Arc<Notify>,
 }
 
 /// How long a connection waits for another's lock before giving up (SQLite `busy_timeout`,
@@ -148,6 +152,7 @@ impl Store {
                     reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
                     writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
                     location: redacted,
+                    outbox_wake: Arc::default(),
                 })
             }
             DatabaseLocation::Postgres(url) => {
@@ -176,6 +181,7 @@ impl Store {
                     reader: conn.clone(),
                     writer: conn,
                     location: redacted,
+                    outbox_wake: Arc::default(),
                 })
             }
         }
@@ -218,6 +224,19 @@ impl Store {
     /// The connection for writes and read-modify-write transactions.
     pub fn writer(&self) -> &DatabaseConnection {
         &self.writer
+    }
+
+    /// Notified after a commit that enqueued deliveries, so that this process's worker
+    /// wakes at once. A notification is kept until someone waits, so none is lost.
+    pub fn outbox_wake(&self) -> Arc<Notify> {
+        self.outbox_wake.clone()
+    }
+
+    /// Wakes the worker when a committed transaction enqueued deliveries.
+    pub(crate) fn wake_outbox_if(&self, deliveries: usize) {
+        if deliveries > 0 {
+            self.outbox_wake.notify_one();
+        }
     }
 
     /// The redacted location, for logs.

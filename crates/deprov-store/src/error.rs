@@ -21,6 +21,18 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// A write conditioned on a version (an `If-Match` ETag, RFC 7644 §3.14) found another
+    /// version: the SCIM layer answers 412 Precondition Failed.
+    #[error("the resource has version {current}, not the expected one")]
+    VersionMismatch { current: i64 },
+    /// Group members that are not users (or groups) of the tenant; nothing was written. The
+    /// SCIM layer answers 400 `invalidValue` (RFC 7644 §3.12).
+    #[error("unknown members: {}", .0.join(", "))]
+    InvalidMembers(Vec<String>),
+    /// A filter or sort the store cannot evaluate (a comparison that makes no sense for the
+    /// attribute's type, say): 400 `invalidFilter` (RFC 7644 §3.4.2.2).
+    #[error("{0}")]
+    InvalidFilter(String),
     #[error("database error: {0}")]
     Db(#[source] DbErr),
 }

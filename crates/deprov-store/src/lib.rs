@@ -9,7 +9,10 @@ pub mod audit;
 mod connect;
 pub mod entity;
 mod error;
+pub mod keys;
 pub mod migration;
+pub mod outbox;
+pub mod scim;
 pub mod targets;
 pub mod tenants;
 #[cfg(feature = "testing")]

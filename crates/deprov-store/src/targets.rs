@@ -31,6 +31,10 @@ pub struct RelyingPartyConfig {
     /// for the OP the application logs in with.
     #[serde(default)]
     pub issuer: Option<String>,
+    /// The signing key to use (an imported key published in that OP's JWKS); the default
+    /// key of `alg` when absent.
+    #[serde(default)]
+    pub kid: Option<String>,
 }
 
 /// What the operator asks for with `deprov rp add`; validated by the caller.
@@ -42,6 +46,7 @@ pub struct NewRelyingParty {
     pub alg: SigningAlgorithm,
     pub require_sid: bool,
     pub issuer: Option<String>,
+    pub kid: Option<String>,
     /// Group display names or ids; removal from one of them also logs the user out.
     pub groups: Vec<String>,
     pub enabled: bool,
@@ -75,6 +80,7 @@ impl Store {
             alg: rp.alg.to_string(),
             require_sid: rp.require_sid,
             issuer: rp.issuer.clone(),
+            kid: rp.kid.clone(),
         };
         let config_json =
             serde_json::to_value(&config).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;

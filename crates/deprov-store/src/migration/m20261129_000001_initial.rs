@@ -97,7 +97,9 @@ impl MigrationTrait for Migration {
                 .col(string_null("external_id"))
                 .col(string_null("display_name"))
                 .col(boolean("active"))
-                .col(json("resource"))
+                // jsonb on PostgreSQL, so filters index into it without reparsing text; JSON
+                // text on SQLite, read with the json1 functions.
+                .col(json_binary("resource"))
                 .col(big_integer("version"))
                 .col(big_integer("created_at"))
                 .col(big_integer("updated_at"))
@@ -131,6 +133,13 @@ impl MigrationTrait for Migration {
             &["tenant_id", "display_name"],
         ))
         .await?;
+        // The default list order (creation time, then id) and stable paging over it.
+        m.create_index(index(
+            "ix_users_tenant_created",
+            "users",
+            &["tenant_id", "created_at", "id"],
+        ))
+        .await?;
 
         m.create_table(
             Table::create()
@@ -140,7 +149,7 @@ impl MigrationTrait for Migration {
                 .col(string("display_name"))
                 .col(string("display_name_folded"))
                 .col(string_null("external_id"))
-                .col(json("resource"))
+                .col(json_binary("resource"))
                 .col(big_integer("version"))
                 .col(big_integer("created_at"))
                 .col(big_integer("updated_at"))
@@ -162,6 +171,12 @@ impl MigrationTrait for Migration {
             "ix_groups_tenant_external_id",
             "groups",
             &["tenant_id", "external_id"],
+        ))
+        .await?;
+        m.create_index(index(
+            "ix_groups_tenant_created",
+            "groups",
+            &["tenant_id", "created_at", "id"],
         ))
         .await?;
 
@@ -241,6 +256,14 @@ impl MigrationTrait for Migration {
         )
         .await?;
 
+        // Is this group bound? is asked on every membership removal, by group id or name.
+        m.create_index(index(
+            "ix_target_groups_ref",
+            "target_groups",
+            &["group_ref_folded"],
+        ))
+        .await?;
+
         // De-provisioning events. No foreign key to users: the record outlives the user.
         m.create_table(
             Table::create()
@@ -249,7 +272,7 @@ impl MigrationTrait for Migration {
                 .col(string_len("tenant_id", 36))
                 .col(string_len("kind", 32))
                 .col(string_len("user_id", 36))
-                .col(json("user_snapshot"))
+                .col(json_binary("user_snapshot"))
                 .col(string_len_null("group_id", 36))
                 .col(string_null("group_display_name"))
                 .col(string_len("request_id", 128))
@@ -292,6 +315,9 @@ impl MigrationTrait for Migration {
                 .col(big_integer("created_at"))
                 .col(big_integer("updated_at"))
                 .col(big_integer_null("completed_at"))
+                // When an operator last re-drove it from the dead letters: the maximum age of
+                // its retries counts from here rather than from `created_at`.
+                .col(big_integer_null("redriven_at"))
                 .foreign_key(&mut fk(
                     "fk_deliveries_event",
                     ("deliveries", "event_id"),

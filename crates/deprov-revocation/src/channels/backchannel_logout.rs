@@ -1,0 +1,120 @@
+//! OpenID Connect Back-Channel Logout 1.0 (errata 1) §2.5: "The OP sends an HTTP POST
+//! request containing the Logout Token … to the RP's back-channel logout URI", with
+//! `Content-Type: application/x-www-form-urlencoded` and the token in `logout_token`.
+//!
+//! A fresh token (fresh `jti`, fresh `iat`/`exp`) is minted for every attempt: strict
+//! receivers reject a `jti` they have seen, and a retried token must not be expired.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use deprov_core::{SigningAlgorithm, SubjectMapping};
+use deprov_store::outbox::Claimed;
+use deprov_store::targets::RelyingPartyConfig;
+
+use crate::discovery;
+use crate::keys::{KeyError, KeyRing};
+use crate::logout_token::{self, LogoutTokenRequest, TokenLifetime};
+use crate::outbound::http::{Exchange, OutboundClient};
+use crate::worker::{Channel, Performed};
+
+#[derive(Debug)]
+pub struct BackchannelLogout {
+    keys: Arc<KeyRing>,
+    client: OutboundClient,
+    /// deprov's public URL: the default issuer.
+    public_url: String,
+    lifetime: TokenLifetime,
+}
+
+impl BackchannelLogout {
+    pub fn new(keys: Arc<KeyRing>, client: OutboundClient, public_url: &str) -> Self {
+        Self {
+            keys,
+            client,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            lifetime: TokenLifetime::MAX,
+        }
+    }
+
+    async fn deliver(&self, claimed: &Claimed) -> Performed {
+        let Some(target) = &claimed.target else {
+            return Performed::Cancel("the relying party was removed".to_owned());
+        };
+        let config: RelyingPartyConfig = match serde_json::from_value(target.config.clone()) {
+            Ok(c) => c,
+            Err(e) => return Performed::Refused(format!("unreadable relying party settings: {e}")),
+        };
+        let mapping = match SubjectMapping::parse(&config.subject) {
+            Ok(m) => m,
+            Err(e) => return Performed::Refused(e.to_string()),
+        };
+        let alg = match SigningAlgorithm::parse(&config.alg) {
+            Ok(a) => a,
+            Err(e) => return Performed::Refused(e.to_string()),
+        };
+        let subject = mapping.resolve(&claimed.event.user_snapshot);
+        let issuer = config
+            .issuer
+            .clone()
+            .unwrap_or_else(|| discovery::issuer(&self.public_url));
+        let key = match self.keys.signer(alg, config.kid.as_deref()).await {
+            Ok(k) => k,
+            // The store could not be read: try again later.
+            Err(KeyError::Store(e)) => return transient(format!("loading the signing key: {e}")),
+            Err(e) => return Performed::Refused(format!("signing key: {e}")),
+        };
+        let request = LogoutTokenRequest {
+            issuer: &issuer,
+            audience: &target.client_id,
+            subject: subject.as_deref(),
+            // deprov learns users from SCIM, not sessions: it has no `sid` to give.
+            session_id: None,
+            require_sid: config.require_sid,
+            lifetime: self.lifetime,
+        };
+        let token = match logout_token::mint(&key, &request, SystemTime::now()) {
+            Ok(t) => t,
+            Err(e) => return Performed::Refused(e.to_string()),
+        };
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("logout_token", &token.jwt)
+            .finish();
+        match self
+            .client
+            .send(&config.backchannel_logout_uri, |client, url| {
+                client
+                    .post(url)
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .header(reqwest::header::CACHE_CONTROL, "no-store")
+                    .body(body)
+            })
+            .await
+        {
+            Ok(exchange) => Performed::Answered(exchange),
+            Err(refused) => Performed::Refused(refused.to_string()),
+        }
+    }
+}
+
+fn transient(error: String) -> Performed {
+    Performed::Answered(Exchange {
+        status: None,
+        retry_after: None,
+        body_excerpt: None,
+        error: Some(error),
+        latency: Duration::ZERO,
+    })
+}
+
+impl Channel for BackchannelLogout {
+    fn perform<'a>(
+        &'a self,
+        claimed: &'a Claimed,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Performed> + Send + 'a>> {
+        Box::pin(self.deliver(claimed))
+    }
+}

@@ -1,0 +1,370 @@
+//! The fan-out worker: claims due deliveries, performs them through their channel, and
+//! settles each one (delivered, retry later, dead letter), recording every attempt.
+//!
+//! Concurrency: at most `concurrency` deliveries are in flight in this process, and at most
+//! `per_target` for any one target, so a slow or dead application holds a few slots and
+//! never delays the others. Claims are leases (see `deprov_store::outbox`): if this process
+//! dies, its leases expire and another worker (or this one, restarted) claims the work again.
+//!
+//! Waking: the worker sleeps until the earliest due time, a poll interval, or a wake-up —
+//! from this process (`Store::outbox_wake`, notified after a commit that enqueued work) or,
+//! on PostgreSQL, from any replica (`LISTEN deprov_outbox`; the `NOTIFY` is sent by the
+//! enqueuing transaction's commit).
+
+pub mod retry;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deprov_store::outbox::{AttemptRecord, Claimed, Settle};
+use deprov_store::{Backend, Store, StoreError, now_millis};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::outbound::http::Exchange;
+pub use retry::{RetryPolicy, Verdict, classify};
+
+/// What a channel did with one delivery.
+#[derive(Debug, Clone)]
+pub enum Performed {
+    /// A request was made; its answer (or transport failure) decides.
+    Answered(Exchange),
+    /// Nothing could be sent and retrying cannot help (the target's URL is refused by the
+    /// outbound policy, it requires a `sid` deprov does not know…): dead-lettered.
+    Refused(String),
+    /// The target was removed or disabled after the event: cancelled.
+    Cancel(String),
+}
+
+type PerformFuture<'a> = Pin<Box<dyn Future<Output = Performed> + Send + 'a>>;
+
+/// One way of telling a target (back-channel logout, token revocation, …).
+pub trait Channel: Send + Sync + 'static {
+    fn perform<'a>(&'a self, claimed: &'a Claimed) -> PerformFuture<'a>;
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Identifies this worker's leases (host, process and a random part).
+    pub owner: String,
+    pub concurrency: usize,
+    pub per_target: usize,
+    /// How long a claim is held; longer than the HTTP timeout with margin.
+    pub lease: Duration,
+    /// The longest sleep when nothing is due (a safety net beside the wake-ups).
+    pub idle_poll: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            owner: default_owner(),
+            concurrency: 64,
+            per_target: 8,
+            lease: Duration::from_secs(60),
+            idle_poll: Duration::from_secs(5),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// `hostname:pid:random`, unique per process start.
+pub fn default_owner() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".to_owned());
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &id[..8])
+}
+
+pub struct Worker {
+    store: Store,
+    channels: HashMap<String, Arc<dyn Channel>>,
+    config: WorkerConfig,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("channels", &self.channels.keys().collect::<Vec<_>>())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Worker {
+    pub fn new(store: Store, config: WorkerConfig) -> Self {
+        Self {
+            store,
+            channels: HashMap::new(),
+            config,
+        }
+    }
+
+    /// Registers the channel that performs deliveries to targets of `kind`.
+    pub fn with_channel(mut self, kind: &str, channel: Arc<dyn Channel>) -> Self {
+        self.channels.insert(kind.to_owned(), channel);
+        self
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.config.owner
+    }
+
+    /// Claims one batch of due deliveries, performs them concurrently and settles them.
+    /// Returns how many were settled. Tests call this to drain the queue deterministically.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let claimed = self
+            .store
+            .claim_due(
+                &self.config.owner,
+                millis(self.config.lease),
+                self.config.concurrency,
+                self.config.per_target,
+                &HashMap::new(),
+            )
+            .await?;
+        let n = claimed.len();
+        let results =
+            futures_util::future::join_all(claimed.into_iter().map(|c| self.perform_and_settle(c)))
+                .await;
+        for r in results {
+            r?;
+        }
+        Ok(n)
+    }
+
+    /// Runs until `cancel` fires, then lets attempts in flight finish (bounded by the HTTP
+    /// timeout) and releases every lease it still holds.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let wake = self.store.outbox_wake();
+        if self.store.backend() == Backend::Postgres {
+            tokio::spawn(listen_for_notifications(
+                self.store.clone(),
+                wake.clone(),
+                cancel.clone(),
+            ));
+        }
+        let in_flight: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        tracing::info!(owner = %self.config.owner, "delivery worker started");
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let capacity = self.config.concurrency.saturating_sub(tasks.len());
+            let mut saturated = false;
+            if capacity > 0 {
+                let snapshot = in_flight.lock().map(|m| m.clone()).unwrap_or_default();
+                match self
+                    .store
+                    .claim_due(
+                        &self.config.owner,
+                        millis(self.config.lease),
+                        capacity,
+                        self.config.per_target,
+                        &snapshot,
+                    )
+                    .await
+                {
+                    Ok(claimed) => {
+                        saturated = claimed.len() == capacity;
+                        for c in claimed {
+                            let target = c.delivery.target_id.clone();
+                            if let Ok(mut m) = in_flight.lock() {
+                                *m.entry(target.clone()).or_default() += 1;
+                            }
+                            let worker = self.clone();
+                            let in_flight = in_flight.clone();
+                            tasks.spawn(async move {
+                                if let Err(e) = worker.perform_and_settle(c).await {
+                                    tracing::error!(error = %e, "cannot record a delivery attempt; its lease will expire and it will be retried");
+                                }
+                                if let Ok(mut m) = in_flight.lock()
+                                    && let Some(n) = m.get_mut(&target)
+                                {
+                                    *n = n.saturating_sub(1);
+                                    if *n == 0 {
+                                        m.remove(&target);
+                                    }
+                                }
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot claim deliveries; retrying shortly");
+                    }
+                }
+            }
+            let sleep_for = if saturated {
+                Duration::ZERO
+            } else {
+                match self.store.next_due_at().await {
+                    Ok(Some(at)) => Duration::from_millis(
+                        u64::try_from((at - now_millis()).max(0)).unwrap_or(0),
+                    )
+                    .min(self.config.idle_poll),
+                    _ => self.config.idle_poll,
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = wake.notified() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = tokio::time::sleep(sleep_for.max(Duration::from_millis(if saturated { 0 } else { 10 }))) => {}
+            }
+        }
+        tracing::info!(in_flight = tasks.len(), "delivery worker stopping");
+        // Attempts in flight end within the HTTP timeout; their results are recorded.
+        let grace = self.config.lease / 2;
+        if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            tasks.abort_all();
+        }
+        match self.store.release_leases(&self.config.owner).await {
+            Ok(n) if n > 0 => tracing::info!(released = n, "released delivery leases"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot release leases; they will expire"),
+        }
+        tracing::info!("delivery worker stopped");
+    }
+
+    async fn perform_and_settle(&self, claimed: Claimed) -> Result<(), StoreError> {
+        let started_at = now_millis();
+        let performed = match self.channels.get(&claimed.delivery.target_kind) {
+            _ if claimed.target.as_ref().is_none_or(|t| !t.enabled) => {
+                Performed::Cancel("the target was removed or disabled".to_owned())
+            }
+            Some(channel) => channel.perform(&claimed).await,
+            None => Performed::Refused(format!(
+                "no channel for target kind {:?}",
+                claimed.delivery.target_kind
+            )),
+        };
+        let (settle, attempt, last_error) = self.decide(&claimed, started_at, performed);
+        let delivery_id = claimed.delivery.id.clone();
+        let held = self
+            .store
+            .settle(
+                &delivery_id,
+                &self.config.owner,
+                attempt,
+                settle.clone(),
+                last_error.clone(),
+            )
+            .await?;
+        if !held {
+            tracing::warn!(delivery = %delivery_id, "lease lost before the result was recorded; the attempt is in the trail");
+        }
+        match &settle {
+            Settle::Delivered => {
+                tracing::info!(delivery = %delivery_id, event = %claimed.event.id, "delivered")
+            }
+            Settle::Retry { at } => {
+                tracing::info!(delivery = %delivery_id, retry_in_ms = at - now_millis(), error = last_error.as_deref().unwrap_or(""), "will retry")
+            }
+            Settle::Dead => {
+                tracing::warn!(delivery = %delivery_id, event = %claimed.event.id, error = last_error.as_deref().unwrap_or(""), "dead letter")
+            }
+            Settle::Cancelled => tracing::info!(delivery = %delivery_id, "cancelled"),
+        }
+        Ok(())
+    }
+
+    fn decide(
+        &self,
+        claimed: &Claimed,
+        started_at: i64,
+        performed: Performed,
+    ) -> (Settle, AttemptRecord, Option<String>) {
+        let mut attempt = AttemptRecord {
+            started_at,
+            latency_ms: 0,
+            http_status: None,
+            error: None,
+            response_excerpt: None,
+        };
+        match performed {
+            Performed::Cancel(reason) => {
+                attempt.error = Some(reason.clone());
+                (Settle::Cancelled, attempt, Some(reason))
+            }
+            Performed::Refused(reason) => {
+                attempt.error = Some(reason.clone());
+                (Settle::Dead, attempt, Some(reason))
+            }
+            Performed::Answered(ex) => {
+                attempt.latency_ms = i32::try_from(ex.latency.as_millis()).unwrap_or(i32::MAX);
+                attempt.http_status = ex.status.map(i32::from);
+                attempt.error = ex.error.clone();
+                attempt.response_excerpt = ex.body_excerpt.clone();
+                let what = match (ex.status, &ex.error) {
+                    (Some(s), _) => format!("HTTP {s}"),
+                    (None, Some(e)) => e.clone(),
+                    (None, None) => "no answer".to_owned(),
+                };
+                match classify(ex.status) {
+                    Verdict::Delivered => (Settle::Delivered, attempt, None),
+                    Verdict::Permanent => (Settle::Dead, attempt, Some(what)),
+                    Verdict::Retryable => {
+                        let d = &claimed.delivery;
+                        let failures = u32::try_from(d.attempt_count).unwrap_or(0);
+                        let wait = self.config.retry.backoff(failures, ex.retry_after);
+                        let since = d.redriven_at.unwrap_or(d.created_at);
+                        let next = now_millis() + millis(wait);
+                        if next - since > millis(self.config.retry.max_age) {
+                            let reason = format!(
+                                "{what}; gave up after {} attempts (maximum age {} h)",
+                                failures + 1,
+                                self.config.retry.max_age.as_secs() / 3600
+                            );
+                            (Settle::Dead, attempt, Some(reason))
+                        } else {
+                            (Settle::Retry { at: next }, attempt, Some(what))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Wakes the worker when any replica commits work (`NOTIFY deprov_outbox`).
+async fn listen_for_notifications(
+    store: Store,
+    wake: Arc<tokio::sync::Notify>,
+    cancel: CancellationToken,
+) {
+    while !cancel.is_cancelled() {
+        match store.listen_outbox().await {
+            Ok(Some(mut listener)) => loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    n = listener.recv() => match n {
+                        Ok(()) => wake.notify_one(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lost the LISTEN connection; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            },
+            Ok(None) => return,
+            Err(e) => tracing::warn!(error = %e, "cannot LISTEN for new deliveries"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

@@ -1,0 +1,233 @@
+use super::render::{Projection, Stored, etag, parse_etag, render};
+use super::*;
+use crate::schema::{ENTERPRISE_USER_URN, catalog};
+use serde_json::json;
+
+fn users() -> &'static ResourceSchema {
+    &catalog().unwrap().user
+}
+
+fn groups() -> &'static ResourceSchema {
+    &catalog().unwrap().group
+}
+
+#[test]
+fn okta_create_body_is_normalised_and_password_dropped() {
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "isabella@example.com",
+        "name": {"givenName": "Isabella", "familyName": "Hill"},
+        "emails": [{"primary": true, "value": "isabella@example.com", "type": "work"}],
+        "displayName": "Isabella Hill",
+        "locale": "en-US",
+        "externalId": "00ujl29u0le5T6Aj10h7",
+        "groups": [],
+        "password": "1mz050nq",
+        "active": true
+    });
+    let n = normalise_body(users(), &body).unwrap();
+    assert!(n.resource.get("password").is_none());
+    assert!(n.resource.get("groups").is_none());
+    assert_eq!(n.resource["userName"], json!("isabella@example.com"));
+    assert_eq!(n.resource["externalId"], json!("00ujl29u0le5T6Aj10h7"));
+    assert_eq!(n.members, None);
+}
+
+#[test]
+fn entra_create_body_with_nulls_meta_and_string_booleans() {
+    let body = json!({
+        "UserName": "UserName123",
+        "Active": "True",
+        "DisplayName": "BobIsAmazing",
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User", "urn:ietf:params:scim:schemas:extension:enterprise:2.0User"],
+        "externalId": "ext-1",
+        "name": {"formatted": "Ryan Leenay", "familyName": "Leenay", "givenName": "Ryan"},
+        "emails": [{"Primary": "true", "type": "work", "value": "Testing@bob.com"}],
+        "addresses": [{"formatted": null, "streetAddress": "1 Main", "type": "work"}],
+        "phoneNumbers": null,
+        "title": null,
+        "roles": [],
+        "meta": {"resourceType": "User"},
+        "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"department": "Eng", "manager": null}
+    });
+    let n = normalise_body(users(), &body).unwrap();
+    let r = &n.resource;
+    assert_eq!(r["userName"], json!("UserName123"));
+    assert_eq!(r["active"], json!(true));
+    assert_eq!(r["emails"][0]["primary"], json!(true));
+    assert_eq!(
+        r["addresses"],
+        json!([{"streetAddress": "1 Main", "type": "work"}])
+    );
+    assert!(
+        r.get("phoneNumbers").is_none() && r.get("title").is_none() && r.get("roles").is_none()
+    );
+    assert!(r.get("meta").is_none());
+    assert_eq!(r[ENTERPRISE_USER_URN], json!({"department": "Eng"}));
+    assert_eq!(
+        r["schemas"],
+        json!([
+            "urn:ietf:params:scim:schemas:core:2.0:User",
+            ENTERPRISE_USER_URN
+        ])
+    );
+}
+
+#[test]
+fn bodies_missing_required_attributes_or_with_bad_types_are_refused() {
+    for body in [
+        json!({"name": {"givenName": "x"}}),
+        json!({"userName": ""}),
+        json!({"userName": 7}),
+        json!({"userName": "a", "active": "sometimes"}),
+        json!({"userName": "a", "emails": [{"value": "a", "primary": true}, {"value": "b", "primary": true}]}),
+        json!({"userName": "a", "USERNAME": "b"}),
+    ] {
+        let e = normalise_body(users(), &body).unwrap_err();
+        assert_eq!(e.status.as_u16(), 400, "{body}");
+        assert_eq!(
+            e.scim_type.map(|t| t.as_str().to_owned()).as_deref(),
+            Some("invalidValue"),
+            "{body}"
+        );
+    }
+    let e = normalise_body(users(), &json!([1])).unwrap_err();
+    assert_eq!(
+        e.scim_type.map(|t| t.as_str().to_owned()).as_deref(),
+        Some("invalidSyntax")
+    );
+}
+
+#[test]
+fn group_members_are_taken_apart_from_the_resource() {
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group", "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
+        "displayName": "Eng",
+        "externalId": "g-ext",
+        "members": [{"value": "u1"}, {"value": "g1", "type": "Group"}, {"value": "u1"}]
+    });
+    let n = normalise_body(groups(), &body).unwrap();
+    assert!(n.resource.get("members").is_none());
+    assert_eq!(n.members.map(|m| m.len()), Some(2));
+    let e = normalise_body(groups(), &json!({"members": []})).unwrap_err();
+    assert_eq!(e.status.as_u16(), 400);
+}
+
+#[test]
+fn rendering_adds_id_meta_and_never_a_password() {
+    let stored = json!({"userName": "a", "password": "leaked?", "active": true});
+    let out = render(
+        users(),
+        &Stored {
+            id: "u1",
+            resource: &stored,
+            version: 3,
+            created_ms: 1_700_000_000_000,
+            updated_ms: 1_700_000_001_500,
+            location: "https://x/scim/v2/t/Users/u1".into(),
+        },
+    );
+    assert!(out.get("password").is_none());
+    assert_eq!(out["id"], json!("u1"));
+    assert_eq!(out["meta"]["version"], json!("W/\"3\""));
+    assert_eq!(out["meta"]["created"], json!("2023-11-14T22:13:20.000Z"));
+    assert_eq!(
+        out["meta"]["lastModified"],
+        json!("2023-11-14T22:13:21.500Z")
+    );
+    assert_eq!(out["meta"]["resourceType"], json!("User"));
+    assert_eq!(
+        out["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
+    );
+}
+
+#[test]
+fn etags_round_trip() {
+    assert_eq!(parse_etag(&etag(42)), Some(42));
+    assert_eq!(parse_etag("\"7\""), Some(7));
+    assert_eq!(parse_etag("W/\"x\""), None);
+    assert_eq!(parse_etag("*"), None);
+}
+
+#[test]
+fn projection_keeps_always_returned_and_selects_sub_attributes() {
+    let full = match json!({
+        "schemas": ["s"], "id": "u1", "userName": "a", "active": true,
+        "name": {"givenName": "A", "familyName": "B"},
+        "emails": [{"value": "x", "type": "work"}],
+        ENTERPRISE_USER_URN: {"department": "D", "manager": {"value": "m"}},
+        "meta": {"version": "W/\"1\""}
+    }) {
+        serde_json::Value::Object(m) => m,
+        _ => unreachable!(),
+    };
+    let p = Projection::parse(
+        users(),
+        &[
+            "userName,name.givenName,emails.value".into(),
+            "manager".into(),
+        ],
+        &[],
+    )
+    .unwrap();
+    let out = p.apply(users(), full.clone());
+    assert_eq!(
+        serde_json::Value::Object(out),
+        json!({
+            "schemas": ["s"], "id": "u1", "userName": "a",
+            "name": {"givenName": "A"},
+            "emails": [{"value": "x"}],
+            ENTERPRISE_USER_URN: {"manager": {"value": "m"}}
+        })
+    );
+    let p = Projection::parse(
+        users(),
+        &[],
+        &["ID".into(), "emails".into(), "meta".into(), "nope".into()],
+    )
+    .unwrap();
+    let out = p.apply(users(), full);
+    assert!(out.contains_key("id") && !out.contains_key("emails") && !out.contains_key("meta"));
+    assert!(Projection::parse(users(), &["a".into()], &["b".into()]).is_err());
+}
+
+#[test]
+fn members_are_wanted_unless_excluded_or_not_selected() {
+    let g = groups();
+    assert!(Projection::default().wants("members"));
+    assert!(
+        !Projection::parse(g, &[], &["members".into()])
+            .unwrap()
+            .wants("members")
+    );
+    assert!(
+        !Projection::parse(g, &["displayName".into()], &[])
+            .unwrap()
+            .wants("members")
+    );
+    assert!(
+        Projection::parse(g, &["members.value".into()], &[])
+            .unwrap()
+            .wants("members")
+    );
+    assert!(
+        Projection::parse(g, &[], &["members.display".into()])
+            .unwrap_or_default()
+            .wants("members")
+    );
+}
+
+#[test]
+fn put_may_not_change_an_immutable_value() {
+    // RFC 7643 defines no immutable top-level attribute for these types: nothing refused.
+    let a = match json!({"userName": "a"}) {
+        serde_json::Value::Object(m) => m,
+        _ => unreachable!(),
+    };
+    let b = match json!({"userName": "b"}) {
+        serde_json::Value::Object(m) => m,
+        _ => unreachable!(),
+    };
+    assert!(check_immutable(users(), &a, &b).is_ok());
+}

@@ -1,0 +1,71 @@
+//! Wiring of the revocation side: the key ring, the outbound client, the channels and the
+//! delivery worker, from the configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use deprov_core::SigningAlgorithm;
+use deprov_revocation::channels::backchannel_logout::BackchannelLogout;
+use deprov_revocation::keys::{KeyEncryptionKey, KeyRing, key_file_path};
+use deprov_revocation::outbound::http::OutboundClient;
+use deprov_revocation::worker::{RetryPolicy, Worker, WorkerConfig};
+use deprov_store::Store;
+use deprov_store::targets::KIND_BACKCHANNEL_LOGOUT;
+
+use crate::config::Config;
+
+/// The key ring, with the key-encryption key from the configuration or the key file.
+pub async fn key_ring(config: &Config, store: &Store) -> anyhow::Result<Arc<KeyRing>> {
+    let location = config.database()?;
+    let (kek, _source) = KeyEncryptionKey::resolve(
+        config.key_encryption_key.as_ref().map(|s| s.expose()),
+        &key_file_path(&location),
+    )
+    .context("key_encryption_key (DEPROV_KEY_ENCRYPTION_KEY)")?;
+    let ring = KeyRing::load(store.clone(), kek)
+        .await
+        .context("cannot load the signing keys")?;
+    Ok(Arc::new(ring))
+}
+
+/// Creates the default key of every algorithm in use (RS256, and those relying parties
+/// ask for), so that the JWKS publishes a key before the first token signed with it.
+pub async fn ensure_keys_in_use(store: &Store, keys: &KeyRing) -> anyhow::Result<()> {
+    let mut algs = vec![SigningAlgorithm::RS256];
+    for tenant in store.list_tenants().await? {
+        for rp in store.list_relying_parties(&tenant.name).await? {
+            if let Ok(alg) = SigningAlgorithm::parse(&rp.config.alg)
+                && !algs.contains(&alg)
+            {
+                algs.push(alg);
+            }
+        }
+    }
+    keys.ensure_keys(algs)
+        .await
+        .context("cannot create the signing keys")?;
+    Ok(())
+}
+
+/// The worker that performs deliveries, with every channel registered.
+pub fn worker(config: &Config, store: &Store, keys: Arc<KeyRing>) -> anyhow::Result<Worker> {
+    let d = &config.delivery;
+    let timeout = Duration::from_secs(d.timeout_secs);
+    let client = OutboundClient::new(config.address_policy(), timeout)?;
+    let worker_config = WorkerConfig {
+        concurrency: d.concurrency,
+        per_target: d.per_target,
+        // A lease outlives the slowest attempt with a wide margin.
+        lease: timeout * 6,
+        retry: RetryPolicy {
+            max_age: Duration::from_secs(d.max_age_hours * 3600),
+            ..RetryPolicy::default()
+        },
+        ..WorkerConfig::default()
+    };
+    Ok(Worker::new(store.clone(), worker_config).with_channel(
+        KIND_BACKCHANNEL_LOGOUT,
+        Arc::new(BackchannelLogout::new(keys, client, &config.public_url())),
+    ))
+}

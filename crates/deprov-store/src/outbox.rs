@@ -1,0 +1,722 @@
+//! The outbox: deliveries of de-provisioning events to targets.
+//!
+//! A delivery is written in the same transaction as the event it carries ([`enqueue`]), so
+//! nothing is sent before the change commits and nothing committed is skipped. Workers then
+//! claim due deliveries under a *lease* ([`Store::claim_due`]): the lease owner and expiry are
+//! written on the row, so a process killed mid-delivery leaves a lease that simply expires,
+//! after which any worker claims the delivery again. On PostgreSQL candidates are locked with
+//! `FOR UPDATE SKIP LOCKED`, so replicas sharing a database never claim the same row; on
+//! SQLite all writes go through one connection, which serialises claims by construction.
+//!
+//! Every outcome is recorded as an attempt row, and the delivery's status is changed only
+//! while its lease is still held by the caller (fencing): a worker that lost its lease still
+//! leaves the truth about what it sent, but cannot overwrite a newer claim.
+//!
+//! Statuses: `pending` (never attempted), `retrying` (failed recoverably, scheduled again),
+//! `delivered`, `dead` (permanent failure or too old; an operator may re-drive it), and
+//! `cancelled`.
+
+use std::collections::HashMap;
+
+use deprov_core::fanout::{self, EventFacts, GroupFacts, TargetScope};
+use deprov_core::scim::EventKind;
+use sea_orm::sea_query::{Expr, ExprTrait as _, LockBehavior, LockType};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
+};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::audit::{self, AuditRecord};
+use crate::entity::{delivery, delivery_attempt, event, group, group_member, target, target_group};
+use crate::{Backend, Store, StoreError, now_millis};
+
+pub const PENDING: &str = "pending";
+pub const RETRYING: &str = "retrying";
+pub const DELIVERED: &str = "delivered";
+pub const DEAD: &str = "dead";
+pub const CANCELLED: &str = "cancelled";
+
+/// The PostgreSQL channel on which commits that enqueue work are announced, so that every
+/// replica's worker wakes at once (`LISTEN deprov_outbox`).
+pub const NOTIFY_CHANNEL: &str = "deprov_outbox";
+
+/// What [`enqueue`] needs to know about an event it fans out.
+#[derive(Debug, Clone)]
+pub struct EnqueueEvent<'a> {
+    pub event_id: &'a str,
+    pub kind: EventKind,
+    pub user_id: &'a str,
+    /// The group the user left, for [`EventKind::RemovedFromGroup`].
+    pub group: Option<GroupFacts>,
+}
+
+/// Rows per multi-row INSERT: 15 columns each stays far below SQLite's bound-parameter limit.
+const INSERT_CHUNK: usize = 500;
+
+/// Writes one delivery per enabled target each event reaches, in the caller's transaction.
+///
+/// Call it *before* a deleted user's memberships are removed: group-bound targets are reached
+/// through the groups the user belonged to. Targets are read once for the whole batch (a
+/// group PATCH removing hundreds of members is one call). Returns the number of deliveries
+/// written; on PostgreSQL a `NOTIFY` is queued with them and sent by the commit. The caller
+/// wakes this process's worker ([`Store::outbox_wake`]) after committing.
+pub async fn enqueue(
+    db: &impl ConnectionTrait,
+    tenant_id: &str,
+    events: &[EnqueueEvent<'_>],
+) -> Result<usize, StoreError> {
+    if !events.iter().any(|e| e.kind.revokes()) {
+        return Ok(0);
+    }
+    let targets = target::Entity::find()
+        .filter(target::Column::TenantId.eq(tenant_id))
+        .filter(target::Column::Enabled.eq(true))
+        .all(db)
+        .await?;
+    if targets.is_empty() {
+        return Ok(0);
+    }
+    let bindings = target_group::Entity::find()
+        .filter(target_group::Column::TargetId.is_in(targets.iter().map(|t| t.id.clone())))
+        .all(db)
+        .await?;
+    let mut scopes: HashMap<&str, TargetScope> = HashMap::new();
+    for b in &bindings {
+        scopes
+            .entry(b.target_id.as_str())
+            .or_default()
+            .groups
+            .push(b.group_ref_folded.clone());
+    }
+    let tenant_wide = TargetScope::default();
+    let now = now_millis();
+    let mut rows: Vec<delivery::ActiveModel> = Vec::new();
+    for ev in events.iter().filter(|e| e.kind.revokes()) {
+        let member_of = if !bindings.is_empty()
+            && matches!(ev.kind, EventKind::Deactivated | EventKind::Deleted)
+        {
+            groups_of(db, tenant_id, ev.user_id).await?
+        } else {
+            Vec::new()
+        };
+        let facts = EventFacts {
+            kind: ev.kind,
+            group: ev.group.as_ref(),
+            member_of: &member_of,
+        };
+        for t in targets
+            .iter()
+            .filter(|t| fanout::reaches(scopes.get(t.id.as_str()).unwrap_or(&tenant_wide), &facts))
+        {
+            rows.push(delivery::ActiveModel {
+                id: Set(uuid::Uuid::now_v7().to_string()),
+                event_id: Set(ev.event_id.to_owned()),
+                tenant_id: Set(tenant_id.to_owned()),
+                target_id: Set(t.id.clone()),
+                target_kind: Set(t.kind.clone()),
+                status: Set(PENDING.to_owned()),
+                attempt_count: Set(0),
+                next_attempt_at: Set(now),
+                lease_owner: Set(None),
+                lease_expires_at: Set(None),
+                last_error: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+                completed_at: Set(None),
+                redriven_at: Set(None),
+            });
+        }
+    }
+    let count = rows.len();
+    while !rows.is_empty() {
+        let rest = rows.split_off(rows.len().min(INSERT_CHUNK));
+        delivery::Entity::insert_many(std::mem::replace(&mut rows, rest))
+            .exec(db)
+            .await?;
+    }
+    if count > 0 && db.get_database_backend() == DatabaseBackend::Postgres {
+        db.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_notify($1, '')",
+            [NOTIFY_CHANNEL.into()],
+        ))
+        .await?;
+    }
+    Ok(count)
+}
+
+/// The groups a user belongs to, folded for matching against bindings.
+async fn groups_of(
+    db: &impl ConnectionTrait,
+    tenant_id: &str,
+    user_id: &str,
+) -> Result<Vec<GroupFacts>, StoreError> {
+    let group_ids: Vec<String> = group_member::Entity::find()
+        .filter(group_member::Column::TenantId.eq(tenant_id))
+        .filter(group_member::Column::MemberId.eq(user_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| m.group_id)
+        .collect();
+    if group_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(group::Entity::find()
+        .filter(group::Column::Id.is_in(group_ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|g| GroupFacts {
+            id_folded: g.id.to_lowercase(),
+            display_name_folded: g.display_name_folded,
+        })
+        .collect())
+}
+
+/// A delivery claimed by a worker, with what it needs to perform it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery: delivery::Model,
+    pub event: event::Model,
+    /// `None` when the target was removed after the event: the worker cancels the delivery.
+    pub target: Option<target::Model>,
+}
+
+/// One attempt's outcome, as recorded in `delivery_attempts`.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub started_at: i64,
+    pub latency_ms: i32,
+    pub http_status: Option<i32>,
+    pub error: Option<String>,
+    /// A bounded excerpt of the response body.
+    pub response_excerpt: Option<String>,
+}
+
+/// What to do with a delivery after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settle {
+    Delivered,
+    /// Try again at this time (ms since the epoch).
+    Retry {
+        at: i64,
+    },
+    /// Give up: permanent failure or too old.
+    Dead,
+    /// The target no longer exists or was disabled.
+    Cancelled,
+}
+
+impl Settle {
+    fn status(&self) -> &'static str {
+        match self {
+            Settle::Delivered => DELIVERED,
+            Settle::Retry { .. } => RETRYING,
+            Settle::Dead => DEAD,
+            Settle::Cancelled => CANCELLED,
+        }
+    }
+}
+
+/// Counts of deliveries by status, and the age of the oldest one still waiting.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct QueueStats {
+    pub pending: u64,
+    pub retrying: u64,
+    pub delivered: u64,
+    pub dead: u64,
+    pub cancelled: u64,
+    /// Milliseconds since the oldest pending or retrying delivery was created.
+    pub oldest_waiting_ms: Option<i64>,
+}
+
+impl Store {
+    /// Claims up to `limit` due deliveries for `owner`, for `lease_ms`.
+    ///
+    /// `in_flight` counts what the caller is already performing per target, and no target
+    /// gets more than `per_target` in flight in total, so a slow target cannot take every
+    /// worker slot (no head-of-line blocking). Candidates are read oldest-due first.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        lease_ms: i64,
+        limit: usize,
+        per_target: usize,
+        in_flight: &HashMap<String, usize>,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now_millis();
+        let txn = self.writer().begin().await?;
+        let mut query = delivery::Entity::find()
+            .select_only()
+            .column(delivery::Column::Id)
+            .column(delivery::Column::TargetId)
+            .filter(delivery::Column::Status.is_in([PENDING, RETRYING]))
+            .filter(delivery::Column::NextAttemptAt.lte(now))
+            .filter(
+                delivery::Column::LeaseExpiresAt
+                    .is_null()
+                    .or(delivery::Column::LeaseExpiresAt.lt(now)),
+            )
+            .order_by_asc(delivery::Column::NextAttemptAt)
+            .order_by_asc(delivery::Column::Id)
+            .limit(u64::try_from(limit.saturating_mul(4)).unwrap_or(u64::MAX));
+        if self.backend() == Backend::Postgres {
+            query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let candidates: Vec<(String, String)> = query.into_tuple().all(&txn).await?;
+        let mut taken: HashMap<String, usize> = in_flight.clone();
+        let mut chosen = Vec::new();
+        for (id, target_id) in candidates {
+            if chosen.len() >= limit {
+                break;
+            }
+            let n = taken.entry(target_id).or_default();
+            if *n < per_target {
+                *n += 1;
+                chosen.push(id);
+            }
+        }
+        if chosen.is_empty() {
+            txn.commit().await?;
+            return Ok(Vec::new());
+        }
+        delivery::Entity::update_many()
+            .col_expr(delivery::Column::LeaseOwner, Expr::value(owner))
+            .col_expr(
+                delivery::Column::LeaseExpiresAt,
+                Expr::value(now + lease_ms),
+            )
+            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+            .filter(delivery::Column::Id.is_in(chosen.clone()))
+            .exec(&txn)
+            .await?;
+        let deliveries = delivery::Entity::find()
+            .filter(delivery::Column::Id.is_in(chosen))
+            .order_by_asc(delivery::Column::NextAttemptAt)
+            .all(&txn)
+            .await?;
+        let event_ids: Vec<String> = deliveries.iter().map(|d| d.event_id.clone()).collect();
+        let target_ids: Vec<String> = deliveries.iter().map(|d| d.target_id.clone()).collect();
+        let events: HashMap<String, event::Model> = event::Entity::find()
+            .filter(event::Column::Id.is_in(event_ids))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
+        let targets: HashMap<String, target::Model> = target::Entity::find()
+            .filter(target::Column::Id.is_in(target_ids))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|t| (t.id.clone(), t))
+            .collect();
+        txn.commit().await?;
+        deliveries
+            .into_iter()
+            .map(|d| {
+                let event = events.get(&d.event_id).cloned().ok_or_else(|| {
+                    StoreError::NotFound(format!(
+                        "event {} of delivery {} is missing",
+                        d.event_id, d.id
+                    ))
+                })?;
+                let target = targets.get(&d.target_id).cloned();
+                Ok(Claimed {
+                    delivery: d,
+                    event,
+                    target,
+                })
+            })
+            .collect()
+    }
+
+    /// Records an attempt and settles the delivery, if `owner` still holds its lease.
+    /// Returns whether the delivery's status was changed (false: the lease was lost, the
+    /// attempt is recorded all the same).
+    pub async fn settle(
+        &self,
+        delivery_id: &str,
+        owner: &str,
+        attempt: AttemptRecord,
+        outcome: Settle,
+        last_error: Option<String>,
+    ) -> Result<bool, StoreError> {
+        let now = now_millis();
+        let txn = self.writer().begin().await?;
+        let current = delivery::Entity::find_by_id(delivery_id.to_owned())
+            .one(&txn)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no delivery {delivery_id}")))?;
+        delivery_attempt::ActiveModel {
+            delivery_id: Set(delivery_id.to_owned()),
+            attempt_no: Set(current.attempt_count + 1),
+            started_at: Set(attempt.started_at),
+            latency_ms: Set(attempt.latency_ms),
+            http_status: Set(attempt.http_status),
+            outcome: Set(outcome.status().to_owned()),
+            error: Set(attempt.error),
+            response_excerpt: Set(attempt.response_excerpt),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        let next_at = match outcome {
+            Settle::Retry { at } => at,
+            _ => current.next_attempt_at,
+        };
+        let finished = matches!(
+            outcome,
+            Settle::Delivered | Settle::Dead | Settle::Cancelled
+        );
+        let result = delivery::Entity::update_many()
+            .col_expr(delivery::Column::Status, Expr::value(outcome.status()))
+            .col_expr(
+                delivery::Column::AttemptCount,
+                Expr::col(delivery::Column::AttemptCount).add(1),
+            )
+            .col_expr(delivery::Column::NextAttemptAt, Expr::value(next_at))
+            .col_expr(
+                delivery::Column::LeaseOwner,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                delivery::Column::LeaseExpiresAt,
+                Expr::value(Option::<i64>::None),
+            )
+            .col_expr(delivery::Column::LastError, Expr::value(last_error))
+            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+            .col_expr(
+                delivery::Column::CompletedAt,
+                Expr::value(if finished { Some(now) } else { None }),
+            )
+            .filter(delivery::Column::Id.eq(delivery_id))
+            .filter(delivery::Column::LeaseOwner.eq(owner))
+            .filter(delivery::Column::Status.is_in([PENDING, RETRYING]))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(result.rows_affected == 1)
+    }
+
+    /// Gives back every lease `owner` holds (on shutdown), so other workers need not wait
+    /// for them to expire.
+    pub async fn release_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        let result = delivery::Entity::update_many()
+            .col_expr(
+                delivery::Column::LeaseOwner,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                delivery::Column::LeaseExpiresAt,
+                Expr::value(Option::<i64>::None),
+            )
+            .filter(delivery::Column::LeaseOwner.eq(owner))
+            .filter(delivery::Column::Status.is_in([PENDING, RETRYING]))
+            .exec(self.writer())
+            .await?;
+        Ok(result.rows_affected)
+    }
+
+    /// The earliest time a waiting delivery becomes due (to sleep until then).
+    pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
+        let next: Option<Option<i64>> = delivery::Entity::find()
+            .select_only()
+            .column_as(delivery::Column::NextAttemptAt.min(), "next")
+            .filter(delivery::Column::Status.is_in([PENDING, RETRYING]))
+            .into_tuple()
+            .one(self.reader())
+            .await?;
+        Ok(next.flatten())
+    }
+
+    /// Puts dead deliveries back in the queue: one by id, or every dead one of a tenant
+    /// (`None`). Their maximum age counts again from now. Returns how many were re-driven.
+    pub async fn redrive(
+        &self,
+        tenant_id: Option<&str>,
+        delivery_id: Option<&str>,
+        actor: &str,
+    ) -> Result<u64, StoreError> {
+        let now = now_millis();
+        let txn = self.writer().begin().await?;
+        let mut update = delivery::Entity::update_many()
+            .col_expr(delivery::Column::Status, Expr::value(RETRYING))
+            .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))
+            .col_expr(delivery::Column::RedrivenAt, Expr::value(now))
+            .col_expr(
+                delivery::Column::CompletedAt,
+                Expr::value(Option::<i64>::None),
+            )
+            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+            .filter(delivery::Column::Status.eq(DEAD));
+        if let Some(t) = tenant_id {
+            update = update.filter(delivery::Column::TenantId.eq(t));
+        }
+        if let Some(id) = delivery_id {
+            update = update.filter(delivery::Column::Id.eq(id));
+        }
+        let result = update.exec(&txn).await?;
+        audit::record(
+            &txn,
+            AuditRecord {
+                actor,
+                tenant_id,
+                action: "delivery.redrive",
+                subject_type: "delivery",
+                subject_id: delivery_id,
+                request_id: None,
+                detail: json!({ "count": result.rows_affected }),
+            },
+        )
+        .await?;
+        if self.backend() == Backend::Postgres && result.rows_affected > 0 {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_notify($1, '')",
+                [NOTIFY_CHANNEL.into()],
+            ))
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(result.rows_affected)
+    }
+
+    pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let counts: Vec<(String, i64)> = delivery::Entity::find()
+            .select_only()
+            .column(delivery::Column::Status)
+            .column_as(delivery::Column::Id.count(), "n")
+            .group_by(delivery::Column::Status)
+            .into_tuple()
+            .all(self.reader())
+            .await?;
+        let mut stats = QueueStats::default();
+        for (status, n) in counts {
+            let n = u64::try_from(n).unwrap_or(0);
+            match status.as_str() {
+                PENDING => stats.pending = n,
+                RETRYING => stats.retrying = n,
+                DELIVERED => stats.delivered = n,
+                DEAD => stats.dead = n,
+                CANCELLED => stats.cancelled = n,
+                _ => {}
+            }
+        }
+        let oldest: Option<Option<i64>> = delivery::Entity::find()
+            .select_only()
+            .column_as(delivery::Column::CreatedAt.min(), "oldest")
+            .filter(delivery::Column::Status.is_in([PENDING, RETRYING]))
+            .into_tuple()
+            .one(self.reader())
+            .await?;
+        stats.oldest_waiting_ms = oldest.flatten().map(|t| now_millis() - t);
+        Ok(stats)
+    }
+
+    /// Deliveries, newest first, optionally of one status and one tenant.
+    pub async fn list_deliveries(
+        &self,
+        tenant_id: Option<&str>,
+        status: Option<&str>,
+        limit: u64,
+        offset: u64,
+    ) -> Result<(u64, Vec<delivery::Model>), StoreError> {
+        let mut query = delivery::Entity::find();
+        if let Some(t) = tenant_id {
+            query = query.filter(delivery::Column::TenantId.eq(t));
+        }
+        if let Some(s) = status {
+            query = query.filter(delivery::Column::Status.eq(s));
+        }
+        let total = query.clone().count(self.reader()).await?;
+        let rows = query
+            .order_by_desc(delivery::Column::CreatedAt)
+            .order_by_desc(delivery::Column::Id)
+            .limit(limit)
+            .offset(offset)
+            .all(self.reader())
+            .await?;
+        Ok((total, rows))
+    }
+
+    /// An event with every delivery and every attempt: the proof that access was taken away.
+    pub async fn event_trail(&self, event_id: &str) -> Result<Option<EventTrail>, StoreError> {
+        let Some(event) = event::Entity::find_by_id(event_id.to_owned())
+            .one(self.reader())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let deliveries = delivery::Entity::find()
+            .filter(delivery::Column::EventId.eq(event_id))
+            .order_by_asc(delivery::Column::CreatedAt)
+            .all(self.reader())
+            .await?;
+        let attempts = delivery_attempt::Entity::find()
+            .filter(
+                delivery_attempt::Column::DeliveryId.is_in(deliveries.iter().map(|d| d.id.clone())),
+            )
+            .order_by_asc(delivery_attempt::Column::Id)
+            .all(self.reader())
+            .await?;
+        let targets: HashMap<String, target::Model> = target::Entity::find()
+            .filter(target::Column::Id.is_in(deliveries.iter().map(|d| d.target_id.clone())))
+            .all(self.reader())
+            .await?
+            .into_iter()
+            .map(|t| (t.id.clone(), t))
+            .collect();
+        Ok(Some(EventTrail {
+            deliveries: deliveries
+                .into_iter()
+                .map(|d| DeliveryTrail {
+                    client_id: targets.get(&d.target_id).map(|t| t.client_id.clone()),
+                    attempts: attempts
+                        .iter()
+                        .filter(|a| a.delivery_id == d.id)
+                        .cloned()
+                        .collect(),
+                    delivery: d,
+                })
+                .collect(),
+            event,
+        }))
+    }
+}
+
+/// An event with the state of its deliveries, for lists.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventSummary {
+    pub id: String,
+    pub tenant_id: String,
+    pub kind: String,
+    pub user_id: String,
+    pub user_name: Option<String>,
+    pub group_display_name: Option<String>,
+    pub request_id: String,
+    pub occurred_at: i64,
+    pub deliveries: u64,
+    pub delivered: u64,
+    pub dead: u64,
+}
+
+impl Store {
+    /// The newest events (of one tenant, or all), with delivery counts.
+    pub async fn recent_events(
+        &self,
+        tenant_id: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<EventSummary>, StoreError> {
+        let mut query = event::Entity::find();
+        if let Some(t) = tenant_id {
+            query = query.filter(event::Column::TenantId.eq(t));
+        }
+        let events = query
+            .order_by_desc(event::Column::OccurredAt)
+            .order_by_desc(event::Column::Id)
+            .limit(limit)
+            .all(self.reader())
+            .await?;
+        let counts: Vec<(String, String, i64)> = delivery::Entity::find()
+            .select_only()
+            .column(delivery::Column::EventId)
+            .column(delivery::Column::Status)
+            .column_as(delivery::Column::Id.count(), "n")
+            .filter(delivery::Column::EventId.is_in(events.iter().map(|e| e.id.clone())))
+            .group_by(delivery::Column::EventId)
+            .group_by(delivery::Column::Status)
+            .into_tuple()
+            .all(self.reader())
+            .await?;
+        Ok(events
+            .into_iter()
+            .map(|e| {
+                let mut summary = EventSummary {
+                    user_name: e
+                        .user_snapshot
+                        .get("userName")
+                        .and_then(|v| v.as_str())
+                        .map(str::to_owned),
+                    id: e.id,
+                    tenant_id: e.tenant_id,
+                    kind: e.kind,
+                    user_id: e.user_id,
+                    group_display_name: e.group_display_name,
+                    request_id: e.request_id,
+                    occurred_at: e.occurred_at,
+                    deliveries: 0,
+                    delivered: 0,
+                    dead: 0,
+                };
+                for (event_id, status, n) in &counts {
+                    if *event_id == summary.id {
+                        let n = u64::try_from(*n).unwrap_or(0);
+                        summary.deliveries += n;
+                        match status.as_str() {
+                            DELIVERED => summary.delivered += n,
+                            DEAD => summary.dead += n,
+                            _ => {}
+                        }
+                    }
+                }
+                summary
+            })
+            .collect())
+    }
+}
+
+/// An event and everything done about it.
+#[derive(Debug, Clone)]
+pub struct EventTrail {
+    pub event: event::Model,
+    pub deliveries: Vec<DeliveryTrail>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryTrail {
+    pub delivery: delivery::Model,
+    /// The target's client_id, when the target still exists.
+    pub client_id: Option<String>,
+    pub attempts: Vec<delivery_attempt::Model>,
+}
+
+/// A PostgreSQL connection listening on [`NOTIFY_CHANNEL`].
+#[derive(Debug)]
+pub struct OutboxListener(sea_orm::sqlx::postgres::PgListener);
+
+impl OutboxListener {
+    /// Waits for the next notification.
+    pub async fn recv(&mut self) -> Result<(), StoreError> {
+        self.0
+            .recv()
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))
+    }
+}
+
+impl Store {
+    /// Listens for commits that enqueued deliveries, on any replica. `None` on SQLite,
+    /// where only this process writes and [`Store::outbox_wake`] suffices.
+    pub async fn listen_outbox(&self) -> Result<Option<OutboxListener>, StoreError> {
+        if self.backend() != Backend::Postgres {
+            return Ok(None);
+        }
+        let pool = self.writer().get_postgres_connection_pool();
+        let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool)
+            .await
+            .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))?;
+        listener
+            .listen(NOTIFY_CHANNEL)
+            .await
+            .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))?;
+        Ok(Some(OutboxListener(listener)))
+    }
+}

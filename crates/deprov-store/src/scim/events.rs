@@ -1,0 +1,200 @@
+//! De-provisioning events, written in the transaction of the change that causes them.
+//!
+//! [`record_events`] is the one place an event is written, so that the outbox can later
+//! add the event's deliveries (one per subscribed target) in the same statement batch and
+//! the same transaction.
+
+use deprov_core::scim::EventKind;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult};
+use serde_json::{Value as JsonValue, json};
+
+use deprov_core::fanout::GroupFacts;
+
+use super::RequestContext;
+use super::sql::{CHUNK, Sql};
+use crate::entity::{event, user};
+use crate::outbox::{self, EnqueueEvent};
+use crate::{Backend, Store, StoreError, now_millis};
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub id: String,
+    pub kind: EventKind,
+    pub user_id: String,
+    /// `{id, userName, externalId, displayName, emails, active}` when the event happened,
+    /// so that the event can be delivered after the user is gone.
+    pub user_snapshot: JsonValue,
+    pub group_id: Option<String>,
+    pub group_display_name: Option<String>,
+    pub request_id: String,
+    pub scim_method: String,
+    pub scim_path: String,
+    pub occurred_at: i64,
+}
+
+/// An event about to be written.
+#[derive(Debug)]
+pub(crate) struct NewEvent<'a> {
+    pub kind: EventKind,
+    pub user_id: String,
+    pub user_snapshot: JsonValue,
+    /// The group left, for `RemovedFromGroup`: id and display name.
+    pub group: Option<(&'a str, &'a str)>,
+}
+
+/// The user as it was, for targets that need any attribute of it (a relying party's
+/// subject mapping may name an extension attribute) once the user is gone: the stored
+/// resource with the server-owned identifiers laid over it.
+pub(crate) fn snapshot(user: &user::Model) -> JsonValue {
+    let mut value = match &user.resource {
+        JsonValue::Object(map) => JsonValue::Object(map.clone()),
+        _ => json!({}),
+    };
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("id".into(), json!(user.id));
+        obj.insert("userName".into(), json!(user.user_name));
+        obj.insert("externalId".into(), json!(user.external_id));
+        obj.insert("displayName".into(), json!(user.display_name));
+        obj.insert("active".into(), json!(user.active));
+    }
+    value
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary (the request id column is
+/// bounded; a client-chosen request id must not make the write fail).
+fn bounded(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default().to_owned()
+}
+
+/// Writes events in `txn`, up to [`CHUNK`] per statement, and returns their ids.
+pub(crate) async fn record_events(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    ctx: &RequestContext,
+    events: Vec<NewEvent<'_>>,
+) -> Result<Recorded, StoreError> {
+    let now = now_millis();
+    let mut ids = Vec::with_capacity(events.len());
+    for chunk in events.chunks(CHUNK) {
+        let mut sql = Sql::new(backend);
+        let tenant = sql.bind(ctx.tenant_id.clone());
+        let request = sql.bind(bounded(&ctx.request_id, 128));
+        let method = sql.bind(bounded(&ctx.method, 8));
+        let path = sql.bind(ctx.path.clone());
+        let at = sql.bind(now);
+        let rows = chunk
+            .iter()
+            .map(|e| {
+                let id = uuid::Uuid::now_v7().to_string();
+                ids.push(id.clone());
+                json!({
+                    "id": id,
+                    "kind": e.kind.as_str(),
+                    "user_id": e.user_id,
+                    "user_snapshot": e.user_snapshot,
+                    "group_id": e.group.map(|g| g.0),
+                    "group_display_name": e.group.map(|g| g.1),
+                })
+            })
+            .collect();
+        let (from, c) = sql.bind_rows(
+            rows,
+            &[
+                ("id", "text"),
+                ("kind", "text"),
+                ("user_id", "text"),
+                ("user_snapshot", "jsonb"),
+                ("group_id", "text"),
+                ("group_display_name", "text"),
+            ],
+        );
+        sql.push(&format!(
+            "INSERT INTO events (id, tenant_id, kind, user_id, user_snapshot, group_id, \
+             group_display_name, request_id, scim_method, scim_path, occurred_at) \
+             SELECT {}, {tenant}, {}, {}, {}, {}, {}, {request}, {method}, {path}, {at} {from}",
+            c[0], c[1], c[2], c[3], c[4], c[5]
+        ));
+        txn.execute_raw(sql.build()).await?;
+    }
+    // The outbox: one delivery per target each event reaches, in this same transaction.
+    let fanout: Vec<EnqueueEvent<'_>> = events
+        .iter()
+        .zip(&ids)
+        .map(|(e, id)| EnqueueEvent {
+            event_id: id,
+            kind: e.kind,
+            user_id: &e.user_id,
+            group: e.group.map(|(gid, name)| GroupFacts {
+                id_folded: gid.to_lowercase(),
+                display_name_folded: name.to_lowercase(),
+            }),
+        })
+        .collect();
+    let deliveries = outbox::enqueue(txn, &ctx.tenant_id, &fanout).await?;
+    Ok(Recorded { deliveries })
+}
+
+/// What [`record_events`] wrote.
+#[derive(Debug, Default)]
+pub(crate) struct Recorded {
+    /// Deliveries enqueued for them: when non-zero, wake the worker after the commit.
+    pub deliveries: usize,
+}
+
+/// Writes one event in `txn` and returns its id.
+pub(crate) async fn record_event(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    ctx: &RequestContext,
+    event: NewEvent<'_>,
+) -> Result<Recorded, StoreError> {
+    record_events(txn, backend, ctx, vec![event]).await
+}
+
+impl Store {
+    /// The tenant's events, oldest first, optionally of one user only.
+    pub async fn list_events(
+        &self,
+        tenant_id: &str,
+        user_id: Option<&str>,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut sql = Sql::new(self.backend());
+        let tenant = sql.bind(tenant_id.to_owned());
+        sql.push(&format!("SELECT * FROM events WHERE tenant_id = {tenant}"));
+        if let Some(u) = user_id {
+            let u = sql.bind(u.to_owned());
+            sql.push(&format!(" AND user_id = {u}"));
+        }
+        sql.push(" ORDER BY occurred_at, id");
+        let rows = event::Model::find_by_statement(sql.build())
+            .all(self.reader())
+            .await?;
+        rows.into_iter()
+            .map(|m| {
+                let kind = EventKind::parse(&m.kind).ok_or_else(|| {
+                    StoreError::Db(sea_orm::DbErr::Custom(format!(
+                        "event {} has unknown kind {:?}",
+                        m.id, m.kind
+                    )))
+                })?;
+                Ok(EventRecord {
+                    id: m.id,
+                    kind,
+                    user_id: m.user_id,
+                    user_snapshot: m.user_snapshot,
+                    group_id: m.group_id,
+                    group_display_name: m.group_display_name,
+                    request_id: m.request_id,
+                    scim_method: m.scim_method,
+                    scim_path: m.scim_path,
+                    occurred_at: m.occurred_at,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,365 @@
+//! SCIM users (RFC 7644 §3.3, §3.4.1, §3.5.1, §3.6) and the events their changes cause.
+
+use deprov_core::scim::{EventKind, ListQuery, ResourceKind, activity_transition};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult, TransactionTrait};
+use tracing::instrument;
+
+use super::events::{NewEvent, record_event, snapshot};
+use super::list::list_rows;
+use super::sql::Sql;
+use super::{CreateOutcome, RequestContext, UserRecord, UserWrite, fold};
+use crate::entity::user;
+use crate::error::is_unique_violation;
+use crate::{Backend, Store, StoreError, now_millis};
+
+fn not_found(id: &str) -> StoreError {
+    StoreError::NotFound(format!("no user {id:?}"))
+}
+
+fn taken(user_name: &str) -> StoreError {
+    StoreError::Conflict(format!("userName {user_name:?} is already taken"))
+}
+
+/// Refuses a conditional write whose expected version is not the current one.
+pub(crate) fn check_version(expected: Option<i64>, current: i64) -> Result<(), StoreError> {
+    match expected {
+        Some(v) if v != current => Err(StoreError::VersionMismatch { current }),
+        _ => Ok(()),
+    }
+}
+
+/// Reads one user of the tenant in `txn`, locking it until the transaction ends
+/// (PostgreSQL; SQLite transactions are serialised by the single writer).
+async fn lock_user(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    tenant_id: &str,
+    id: &str,
+) -> Result<Option<user::Model>, StoreError> {
+    let mut sql = Sql::new(backend);
+    let (i, t) = (sql.bind(id.to_owned()), sql.bind(tenant_id.to_owned()));
+    let lock = sql.for_update();
+    sql.push(&format!(
+        "SELECT * FROM users WHERE id = {i} AND tenant_id = {t}{lock}"
+    ));
+    Ok(user::Model::find_by_statement(sql.build()).one(txn).await?)
+}
+
+/// The user a POST may reuse: the one with the same userName (case-insensitively), else
+/// one with the same externalId; among several of the latter, the one whose activity the
+/// POST changes (an inactive one to restore, or an active one to deactivate).
+async fn lock_match(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    tenant_id: &str,
+    write: &UserWrite,
+) -> Result<Option<user::Model>, StoreError> {
+    let mut sql = Sql::new(backend);
+    let (t, n) = (
+        sql.bind(tenant_id.to_owned()),
+        sql.bind(fold(&write.user_name)),
+    );
+    let lock = sql.for_update();
+    sql.push(&format!(
+        "SELECT * FROM users WHERE tenant_id = {t} AND user_name_folded = {n}{lock}"
+    ));
+    if let Some(found) = user::Model::find_by_statement(sql.build()).one(txn).await? {
+        return Ok(Some(found));
+    }
+    let Some(external_id) = &write.external_id else {
+        return Ok(None);
+    };
+    let mut sql = Sql::new(backend);
+    let (t, e) = (
+        sql.bind(tenant_id.to_owned()),
+        sql.bind(external_id.clone()),
+    );
+    let order = if write.active { "ASC" } else { "DESC" };
+    let lock = sql.for_update();
+    sql.push(&format!(
+        "SELECT * FROM users WHERE tenant_id = {t} AND external_id = {e} \
+         ORDER BY active {order}, created_at DESC, id LIMIT 1{lock}"
+    ));
+    Ok(user::Model::find_by_statement(sql.build()).one(txn).await?)
+}
+
+async fn insert_user(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    tenant_id: &str,
+    write: UserWrite,
+) -> Result<user::Model, StoreError> {
+    let now = now_millis();
+    let model = user::Model {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant_id: tenant_id.to_owned(),
+        user_name_folded: fold(&write.user_name),
+        user_name: write.user_name,
+        external_id: write.external_id,
+        display_name: write.display_name,
+        active: write.active,
+        resource: write.resource,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    let mut sql = Sql::new(backend);
+    let values = [
+        sql.bind(model.id.clone()),
+        sql.bind(model.tenant_id.clone()),
+        sql.bind(model.user_name.clone()),
+        sql.bind(model.user_name_folded.clone()),
+        sql.bind(model.external_id.clone()),
+        sql.bind(model.display_name.clone()),
+        sql.bind(model.active),
+        sql.bind(model.resource.clone()),
+        sql.bind(model.version),
+        sql.bind(model.created_at),
+        sql.bind(model.updated_at),
+    ];
+    sql.push(&format!(
+        "INSERT INTO users (id, tenant_id, user_name, user_name_folded, external_id, \
+         display_name, active, resource, version, created_at, updated_at) VALUES ({})",
+        values.join(", ")
+    ));
+    txn.execute_raw(sql.build()).await.map_err(|e| {
+        if is_unique_violation(&e) {
+            taken(&model.user_name)
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(model)
+}
+
+/// Replaces the attributes of `old` (locked in `txn`) and bumps its version.
+async fn update_user(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    old: &user::Model,
+    write: UserWrite,
+) -> Result<user::Model, StoreError> {
+    let new = user::Model {
+        id: old.id.clone(),
+        tenant_id: old.tenant_id.clone(),
+        user_name_folded: fold(&write.user_name),
+        user_name: write.user_name,
+        external_id: write.external_id,
+        display_name: write.display_name,
+        active: write.active,
+        resource: write.resource,
+        version: old.version + 1,
+        created_at: old.created_at,
+        updated_at: now_millis().max(old.updated_at),
+    };
+    let mut sql = Sql::new(backend);
+    let set = [
+        format!("user_name = {}", sql.bind(new.user_name.clone())),
+        format!(
+            "user_name_folded = {}",
+            sql.bind(new.user_name_folded.clone())
+        ),
+        format!("external_id = {}", sql.bind(new.external_id.clone())),
+        format!("display_name = {}", sql.bind(new.display_name.clone())),
+        format!("active = {}", sql.bind(new.active)),
+        format!("resource = {}", sql.bind(new.resource.clone())),
+        format!("version = {}", sql.bind(new.version)),
+        format!("updated_at = {}", sql.bind(new.updated_at)),
+    ];
+    let (i, t, v) = (
+        sql.bind(old.id.clone()),
+        sql.bind(old.tenant_id.clone()),
+        sql.bind(old.version),
+    );
+    sql.push(&format!(
+        "UPDATE users SET {} WHERE id = {i} AND tenant_id = {t} AND version = {v}",
+        set.join(", ")
+    ));
+    let done = txn.execute_raw(sql.build()).await.map_err(|e| {
+        if is_unique_violation(&e) {
+            taken(&new.user_name)
+        } else {
+            e.into()
+        }
+    })?;
+    if done.rows_affected() != 1 {
+        // Unreachable while the row is locked; refuse rather than write over a change.
+        return Err(StoreError::VersionMismatch {
+            current: old.version,
+        });
+    }
+    Ok(new)
+}
+
+/// Records `Deactivated` or `Reactivated` when `active` changed; nothing otherwise.
+async fn record_activity(
+    txn: &DatabaseTransaction,
+    backend: Backend,
+    ctx: &RequestContext,
+    was_active: bool,
+    now: &user::Model,
+) -> Result<usize, StoreError> {
+    let mut deliveries = 0;
+    if let Some(kind) = activity_transition(was_active, now.active) {
+        deliveries = record_event(
+            txn,
+            backend,
+            ctx,
+            NewEvent {
+                kind,
+                user_id: now.id.clone(),
+                user_snapshot: snapshot(now),
+                group: None,
+            },
+        )
+        .await?
+        .deliveries;
+    }
+    Ok(deliveries)
+}
+
+impl Store {
+    /// Creates a user (RFC 7644 §3.3), or reuses the user the POST identifies.
+    ///
+    /// userName is unique per tenant, case-insensitively. A POST whose userName (or, when no
+    /// userName matches, externalId) matches an existing user:
+    /// - inactive: re-provisioning (Okta re-POSTs after re-assignment). The user keeps its
+    ///   id and group memberships, takes the posted attributes, and records `Reactivated`
+    ///   when the POST is active. Answer [`CreateOutcome::Restored`].
+    /// - active, and the POST says `active: false`: a de-provisioning; the user takes the
+    ///   posted attributes and `Deactivated` is recorded. Also `Restored`.
+    /// - active, POST active, same userName: [`StoreError::Conflict`].
+    /// - active, POST active, only the externalId matches: a new user (externalId is not a
+    ///   uniqueness key in RFC 7643 §3.1).
+    #[instrument(skip_all, fields(tenant = %ctx.tenant_id, request_id = %ctx.request_id))]
+    pub async fn create_user(
+        &self,
+        ctx: &RequestContext,
+        write: UserWrite,
+    ) -> Result<(UserRecord, CreateOutcome), StoreError> {
+        let backend = self.backend();
+        let txn = self.writer().begin().await?;
+        let found = lock_match(&txn, backend, &ctx.tenant_id, &write).await?;
+        let mut deliveries = 0;
+        let (model, outcome) = match found {
+            Some(old) if !old.active || !write.active => {
+                let new = update_user(&txn, backend, &old, write).await?;
+                deliveries = record_activity(&txn, backend, ctx, old.active, &new).await?;
+                (new, CreateOutcome::Restored)
+            }
+            Some(old) if old.user_name_folded == fold(&write.user_name) => {
+                return Err(taken(&write.user_name));
+            }
+            _ => (
+                insert_user(&txn, backend, &ctx.tenant_id, write).await?,
+                CreateOutcome::Created,
+            ),
+        };
+        txn.commit().await?;
+        self.wake_outbox_if(deliveries);
+        Ok((model.into(), outcome))
+    }
+
+    /// One user of the tenant.
+    pub async fn get_user(
+        &self,
+        tenant_id: &str,
+        id: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let mut sql = Sql::new(self.backend());
+        let (i, t) = (sql.bind(id.to_owned()), sql.bind(tenant_id.to_owned()));
+        sql.push(&format!(
+            "SELECT * FROM users WHERE id = {i} AND tenant_id = {t}"
+        ));
+        Ok(user::Model::find_by_statement(sql.build())
+            .one(self.reader())
+            .await?
+            .map(UserRecord::from))
+    }
+
+    /// Replaces a user's attributes (PUT, RFC 7644 §3.5.1; also the result of a PATCH).
+    ///
+    /// With `expected_version` (an `If-Match`), a user at another version is refused with
+    /// [`StoreError::VersionMismatch`]. A change of `active` records `Deactivated` or
+    /// `Reactivated` in the same transaction; deactivating an inactive user records nothing.
+    #[instrument(skip_all, fields(tenant = %ctx.tenant_id, request_id = %ctx.request_id, user = %id))]
+    pub async fn replace_user(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        expected_version: Option<i64>,
+        write: UserWrite,
+    ) -> Result<UserRecord, StoreError> {
+        let backend = self.backend();
+        let txn = self.writer().begin().await?;
+        let old = lock_user(&txn, backend, &ctx.tenant_id, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        check_version(expected_version, old.version)?;
+        let new = update_user(&txn, backend, &old, write).await?;
+        let deliveries = record_activity(&txn, backend, ctx, old.active, &new).await?;
+        txn.commit().await?;
+        self.wake_outbox_if(deliveries);
+        Ok(new.into())
+    }
+
+    /// Deletes a user and its memberships (RFC 7644 §3.6) and records `Deleted`, also for an
+    /// inactive user: the deletion still ends whatever access is left. Leaving groups by
+    /// deletion records no `RemovedFromGroup`; `Deleted` already revokes everything.
+    #[instrument(skip_all, fields(tenant = %ctx.tenant_id, request_id = %ctx.request_id, user = %id))]
+    pub async fn delete_user(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let backend = self.backend();
+        let txn = self.writer().begin().await?;
+        let old = lock_user(&txn, backend, &ctx.tenant_id, id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        check_version(expected_version, old.version)?;
+        // First the event and its deliveries: group-bound targets are found through the
+        // memberships deleted below.
+        let deliveries = record_event(
+            &txn,
+            backend,
+            ctx,
+            NewEvent {
+                kind: EventKind::Deleted,
+                user_id: old.id.clone(),
+                user_snapshot: snapshot(&old),
+                group: None,
+            },
+        )
+        .await?
+        .deliveries;
+        let mut sql = Sql::new(backend);
+        let (i, t) = (sql.bind(old.id.clone()), sql.bind(old.tenant_id.clone()));
+        sql.push(&format!(
+            "DELETE FROM users WHERE id = {i} AND tenant_id = {t}"
+        ));
+        txn.execute_raw(sql.build()).await?;
+        let mut sql = Sql::new(backend);
+        let (i, t) = (sql.bind(old.id.clone()), sql.bind(old.tenant_id.clone()));
+        sql.push(&format!(
+            "DELETE FROM group_members WHERE tenant_id = {t} AND member_id = {i}"
+        ));
+        txn.execute_raw(sql.build()).await?;
+        txn.commit().await?;
+        self.wake_outbox_if(deliveries);
+        Ok(())
+    }
+
+    /// Users of the tenant matching `query` (RFC 7644 §3.4.2): the total number of matches
+    /// and the requested page. The filter and the sort run in the database.
+    pub async fn list_users(
+        &self,
+        tenant_id: &str,
+        query: &ListQuery,
+    ) -> Result<(u64, Vec<UserRecord>), StoreError> {
+        let (total, rows) =
+            list_rows::<user::Model>(self, "users", ResourceKind::User, tenant_id, query).await?;
+        Ok((total, rows.into_iter().map(UserRecord::from).collect()))
+    }
+}

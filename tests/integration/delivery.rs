@@ -1,0 +1,390 @@
+//! The outbox and its worker against real HTTP receivers on 127.0.0.1: delivered, retried
+//! (503, connection refused), dead-lettered (400, with the body kept) and re-driven; leases
+//! that expire are claimed again and a lost lease cannot overwrite a newer claim; two
+//! workers on one database never claim the same delivery.
+
+use std::collections::{HashMap, HashSet};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use deprov_core::scim::EventKind;
+use deprov_core::{SigningAlgorithm, SubjectMapping, TenantName};
+use deprov_revocation::channels::backchannel_logout::BackchannelLogout;
+use deprov_revocation::keys::{KeyEncryptionKey, KeyRing};
+use deprov_revocation::outbound::AddressPolicy;
+use deprov_revocation::outbound::http::OutboundClient;
+use deprov_revocation::worker::{RetryPolicy, Worker, WorkerConfig};
+use deprov_store::entity::event;
+use deprov_store::outbox::{self, EnqueueEvent};
+use deprov_store::targets::{KIND_BACKCHANNEL_LOGOUT, NewRelyingParty};
+use deprov_store::{Store, db_test, now_millis};
+use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+
+/// What a receiver has received, and the statuses it answers with.
+type Script = (Arc<Mutex<Vec<String>>>, Arc<Vec<(u16, &'static str)>>);
+
+/// A receiver answering from a script of statuses (the last one repeats), recording bodies.
+struct Receiver {
+    url: String,
+    received: Arc<Mutex<Vec<String>>>,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl Receiver {
+    fn start(script: Vec<(u16, &'static str)>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}/backchannel-logout", listener.local_addr()?);
+        let received: Arc<Mutex<Vec<String>>> = Arc::default();
+        let state = web::Data::new((received.clone(), Arc::new(script)));
+        let server = HttpServer::new(move || {
+            App::new().app_data(state.clone()).route(
+                "/backchannel-logout",
+                web::post().to(|body: String, state: web::Data<Script>| async move {
+                    let n = {
+                        let mut r = state.0.lock().unwrap_or_else(|e| e.into_inner());
+                        r.push(body);
+                        r.len()
+                    };
+                    let (status, text) = state.1[(n - 1).min(state.1.len() - 1)];
+                    HttpResponse::build(
+                        actix_web::http::StatusCode::from_u16(status)
+                            .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR),
+                    )
+                    .body(text)
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Ok(Self {
+            url,
+            received,
+            server: handle,
+        })
+    }
+
+    fn count(&self) -> usize {
+        self.received.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    async fn stop(self) {
+        self.server.stop(false).await;
+    }
+}
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        base: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        max_retry_after: Duration::from_millis(5),
+        max_age: Duration::from_secs(3600),
+    }
+}
+
+async fn worker(store: &Store, owner: &str) -> anyhow::Result<Worker> {
+    let keys = Arc::new(KeyRing::load(store.clone(), KeyEncryptionKey::generate()?).await?);
+    let client = OutboundClient::new(AddressPolicy::AllowInsecure, Duration::from_secs(2))?;
+    let config = WorkerConfig {
+        owner: owner.to_owned(),
+        retry: fast_retries(),
+        ..WorkerConfig::default()
+    };
+    Ok(Worker::new(store.clone(), config).with_channel(
+        KIND_BACKCHANNEL_LOGOUT,
+        Arc::new(BackchannelLogout::new(
+            keys,
+            client,
+            "http://127.0.0.1:8080",
+        )),
+    ))
+}
+
+async fn tenant_with_rp(store: &Store, uri: &str) -> anyhow::Result<String> {
+    let created = store
+        .create_tenant(&TenantName::parse("acme")?, "test")
+        .await?;
+    store
+        .add_relying_party(
+            "acme",
+            NewRelyingParty {
+                client_id: "app".into(),
+                backchannel_logout_uri: url::Url::parse(uri)?,
+                subject: SubjectMapping::UserName,
+                alg: SigningAlgorithm::ES256,
+                require_sid: false,
+                issuer: None,
+                kid: None,
+                groups: vec![],
+                enabled: true,
+            },
+            "test",
+        )
+        .await?;
+    Ok(created.tenant.id)
+}
+
+/// Writes an event and its deliveries the way a SCIM change does: one transaction.
+async fn deactivation(
+    store: &Store,
+    tenant_id: &str,
+    user: &str,
+) -> anyhow::Result<(String, usize)> {
+    let txn = store.writer().begin().await?;
+    let id = uuid::Uuid::now_v7().to_string();
+    event::ActiveModel {
+        id: Set(id.clone()),
+        tenant_id: Set(tenant_id.to_owned()),
+        kind: Set(EventKind::Deactivated.as_str().to_owned()),
+        user_id: Set(format!("id-{user}")),
+        user_snapshot: Set(serde_json::json!({ "id": format!("id-{user}"), "userName": user })),
+        group_id: Set(None),
+        group_display_name: Set(None),
+        request_id: Set("req-1".into()),
+        scim_method: Set("PATCH".into()),
+        scim_path: Set("/scim/v2/acme/Users/x".into()),
+        occurred_at: Set(now_millis()),
+    }
+    .insert(&txn)
+    .await?;
+    let n = outbox::enqueue(
+        &txn,
+        tenant_id,
+        &[EnqueueEvent {
+            event_id: &id,
+            kind: EventKind::Deactivated,
+            user_id: &format!("id-{user}"),
+            group: None,
+        }],
+    )
+    .await?;
+    txn.commit().await?;
+    Ok((id, n))
+}
+
+/// Runs the worker step until nothing is due or `rounds` pass.
+async fn drain(worker: &Worker, rounds: usize) -> anyhow::Result<()> {
+    for _ in 0..rounds {
+        if worker.run_once().await? == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if worker.run_once().await? == 0 {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+db_test!(
+    a_200_delivers_with_one_attempt_recorded,
+    |store: Store, _url| async move {
+        let rx = Receiver::start(vec![(200, "")])?;
+        let tenant = tenant_with_rp(&store, &rx.url).await?;
+        let (event_id, n) = deactivation(&store, &tenant, "ada@example.com").await?;
+        assert_eq!(n, 1);
+        let w = worker(&store, "w1").await?;
+        drain(&w, 5).await?;
+        let trail = store
+            .event_trail(&event_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        assert_eq!(trail.deliveries.len(), 1);
+        let d = &trail.deliveries[0];
+        assert_eq!(d.delivery.status, "delivered");
+        assert_eq!(d.attempts.len(), 1);
+        assert_eq!(d.attempts[0].http_status, Some(200));
+        assert_eq!(rx.count(), 1);
+        let body = rx.received.lock().map(|r| r[0].clone()).unwrap_or_default();
+        assert!(body.starts_with("logout_token=ey"), "{body}");
+        rx.stop().await;
+        Ok(())
+    }
+);
+
+db_test!(
+    two_503s_then_200_is_delivered_after_three_attempts,
+    |store: Store, _url| async move {
+        let rx = Receiver::start(vec![(503, "busy"), (503, "busy"), (200, "")])?;
+        let tenant = tenant_with_rp(&store, &rx.url).await?;
+        let (event_id, _) = deactivation(&store, &tenant, "ada").await?;
+        let w = worker(&store, "w1").await?;
+        drain(&w, 20).await?;
+        let trail = store
+            .event_trail(&event_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        let d = &trail.deliveries[0];
+        assert_eq!(d.delivery.status, "delivered");
+        let statuses: Vec<Option<i32>> = d.attempts.iter().map(|a| a.http_status).collect();
+        assert_eq!(statuses, vec![Some(503), Some(503), Some(200)]);
+        assert_eq!(d.attempts[0].outcome, "retrying");
+        // Every attempt carried a freshly minted token.
+        let bodies = rx.received.lock().map(|r| r.clone()).unwrap_or_default();
+        assert_eq!(bodies.iter().collect::<HashSet<_>>().len(), 3);
+        rx.stop().await;
+        Ok(())
+    }
+);
+
+db_test!(
+    a_400_is_a_dead_letter_with_its_body_and_can_be_redriven,
+    |store: Store, _url| async move {
+        let rx = Receiver::start(vec![(400, "{\"error\":\"invalid_request\"}"), (200, "")])?;
+        let tenant = tenant_with_rp(&store, &rx.url).await?;
+        let (event_id, _) = deactivation(&store, &tenant, "ada").await?;
+        let w = worker(&store, "w1").await?;
+        drain(&w, 5).await?;
+        let trail = store
+            .event_trail(&event_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        let d = &trail.deliveries[0];
+        assert_eq!(d.delivery.status, "dead");
+        assert_eq!(d.attempts.len(), 1);
+        assert_eq!(
+            d.attempts[0].response_excerpt.as_deref(),
+            Some("{\"error\":\"invalid_request\"}")
+        );
+        assert_eq!(store.queue_stats().await?.dead, 1);
+        assert_eq!(store.redrive(None, Some(&d.delivery.id), "test").await?, 1);
+        drain(&w, 5).await?;
+        let trail = store
+            .event_trail(&event_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        assert_eq!(trail.deliveries[0].delivery.status, "delivered");
+        assert_eq!(trail.deliveries[0].attempts.len(), 2);
+        rx.stop().await;
+        Ok(())
+    }
+);
+
+db_test!(
+    a_refused_connection_is_retried_with_the_error_recorded,
+    |store: Store, _url| async move {
+        // A port nobody listens on.
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let tenant = tenant_with_rp(&store, &format!("http://127.0.0.1:{port}/bcl")).await?;
+        let (event_id, _) = deactivation(&store, &tenant, "ada").await?;
+        let w = worker(&store, "w1").await?;
+        w.run_once().await?;
+        let trail = store
+            .event_trail(&event_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        let d = &trail.deliveries[0];
+        assert_eq!(d.delivery.status, "retrying");
+        assert_eq!(d.attempts[0].http_status, None);
+        let error = d.attempts[0].error.clone().unwrap_or_default();
+        assert!(error.to_lowercase().contains("connect"), "{error}");
+        Ok(())
+    }
+);
+
+db_test!(
+    an_expired_lease_is_claimed_again_and_the_old_owner_is_fenced,
+    |store: Store, _url| async move {
+        let tenant = tenant_with_rp(&store, "http://127.0.0.1:9/unused").await?;
+        deactivation(&store, &tenant, "ada").await?;
+        let none = HashMap::new();
+        // Owner A claims with a lease that is already over (a process that died).
+        let a = store.claim_due("A", -1, 10, 10, &none).await?;
+        assert_eq!(a.len(), 1);
+        let b = store.claim_due("B", 60_000, 10, 10, &none).await?;
+        assert_eq!(b.len(), 1, "an expired lease must be claimable");
+        // A live lease is not.
+        assert!(
+            store
+                .claim_due("C", 60_000, 10, 10, &none)
+                .await?
+                .is_empty()
+        );
+        let attempt = || outbox::AttemptRecord {
+            started_at: now_millis(),
+            latency_ms: 1,
+            http_status: Some(200),
+            error: None,
+            response_excerpt: None,
+        };
+        let id = &a[0].delivery.id;
+        assert!(
+            !store
+                .settle(id, "A", attempt(), outbox::Settle::Delivered, None)
+                .await?
+        );
+        assert!(
+            store
+                .settle(id, "B", attempt(), outbox::Settle::Delivered, None)
+                .await?
+        );
+        let trail = store
+            .event_trail(&a[0].event.id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        assert_eq!(
+            trail.deliveries[0].attempts.len(),
+            2,
+            "both attempts are in the trail"
+        );
+        Ok(())
+    }
+);
+
+db_test!(
+    concurrent_claimers_never_share_a_delivery,
+    |store: Store, _url| async move {
+        let tenant = tenant_with_rp(&store, "http://127.0.0.1:9/unused").await?;
+        for i in 0..200 {
+            deactivation(&store, &tenant, &format!("u{i}")).await?;
+        }
+        let claim = |owner: &'static str| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store
+                        .claim_due(owner, 60_000, 7, 1000, &HashMap::new())
+                        .await?;
+                    if batch.is_empty() {
+                        return anyhow::Ok(mine);
+                    }
+                    mine.extend(batch.into_iter().map(|c| c.delivery.id));
+                }
+            })
+        };
+        let (x, y) = (claim("X"), claim("Y"));
+        let (x, y) = (x.await??, y.await??);
+        let all: HashSet<&String> = x.iter().chain(y.iter()).collect();
+        assert_eq!(x.len() + y.len(), 200);
+        assert_eq!(all.len(), 200, "a delivery was claimed twice");
+        Ok(())
+    }
+);
+
+db_test!(
+    the_per_target_limit_holds_within_a_claim,
+    |store: Store, _url| async move {
+        let tenant = tenant_with_rp(&store, "http://127.0.0.1:9/unused").await?;
+        for i in 0..10 {
+            deactivation(&store, &tenant, &format!("u{i}")).await?;
+        }
+        let claimed = store
+            .claim_due("W", 60_000, 100, 3, &HashMap::new())
+            .await?;
+        assert_eq!(claimed.len(), 3);
+        let mut busy = HashMap::new();
+        busy.insert(claimed[0].delivery.target_id.clone(), 3);
+        assert!(
+            store
+                .claim_due("W", 60_000, 100, 3, &busy)
+                .await?
+                .is_empty()
+        );
+        Ok(())
+    }
+);
