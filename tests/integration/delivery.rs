@@ -250,6 +250,10 @@ db_test!(
             d.attempts[0].response_excerpt.as_deref(),
             Some("{\"error\":\"invalid_request\"}")
         );
+        assert_eq!(
+            d.delivery.last_error.as_deref(),
+            Some("HTTP 400: {\"error\":\"invalid_request\"}")
+        );
         assert_eq!(store.queue_stats().await?.dead, 1);
         assert_eq!(store.redrive(None, Some(&d.delivery.id), "test").await?, 1);
         drain(&w, 5).await?;

@@ -4,10 +4,10 @@
 
 mod delivery;
 mod durability;
-mod scim_store;
-mod store;
 mod keys;
+mod scim_entra;
 mod scim_harness;
 mod scim_okta;
-mod scim_entra;
 mod scim_protocol;
+mod scim_store;
+mod store;

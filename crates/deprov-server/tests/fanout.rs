@@ -76,6 +76,14 @@ struct Deprov {
     base: String,
 }
 
+/// A failed assertion must not leave a `deprov serve` running.
+impl Drop for Deprov {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

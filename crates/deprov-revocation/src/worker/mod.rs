@@ -304,8 +304,16 @@ impl Worker {
                 attempt.http_status = ex.status.map(i32::from);
                 attempt.error = ex.error.clone();
                 attempt.response_excerpt = ex.body_excerpt.clone();
+                // What the operator sees first (lists, dead letters): the status and the
+                // start of what the target said; the whole excerpt stays on the attempt.
                 let what = match (ex.status, &ex.error) {
-                    (Some(s), _) => format!("HTTP {s}"),
+                    (Some(s), _) => match ex.body_excerpt.as_deref().map(str::trim) {
+                        Some(body) if !body.is_empty() => {
+                            let short: String = body.chars().take(LAST_ERROR_BODY_CHARS).collect();
+                            format!("HTTP {s}: {short}")
+                        }
+                        _ => format!("HTTP {s}"),
+                    },
                     (None, Some(e)) => e.clone(),
                     (None, None) => "no answer".to_owned(),
                 };
@@ -334,6 +342,9 @@ impl Worker {
         }
     }
 }
+
+/// How much of a response body goes into a delivery's `last_error`.
+const LAST_ERROR_BODY_CHARS: usize = 200;
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)

@@ -136,10 +136,12 @@ impl<'s> Engine<'s> {
         ext: Option<&'s SchemaDef>,
     ) -> ScimResult<()> {
         for (key, value) in map {
+            // A `schemas` member says which schema the value belongs to; some clients put it
+            // inside an extension object too (python scim2-models does). It sets nothing.
+            if key.eq_ignore_ascii_case("schemas") {
+                continue;
+            }
             if ext.is_none() {
-                if key.eq_ignore_ascii_case("schemas") {
-                    continue;
-                }
                 if key.eq_ignore_ascii_case("id") {
                     // Okta's group rename carries the group's own id.
                     if value.as_str() == Some(self.id) {

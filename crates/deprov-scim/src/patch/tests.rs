@@ -208,6 +208,26 @@ fn entra_add_single_valued_attribute_and_enterprise_path() {
 }
 
 #[test]
+fn a_whole_extension_object_may_name_its_own_schema() {
+    // scim2-tester (python scim2-models) sends the extension with `schemas` inside it.
+    for op in ["add", "replace"] {
+        let p = ok(
+            users(),
+            bjensen(),
+            ops(json!([{
+                "op": op,
+                "path": ENTERPRISE_USER_URN,
+                "value": {"schemas": [ENTERPRISE_USER_URN], "employeeNumber": "1"}
+            }])),
+        );
+        assert_eq!(
+            p.resource[ENTERPRISE_USER_URN],
+            json!({"employeeNumber": "1"})
+        );
+    }
+}
+
+#[test]
 fn entra_filtered_path_upserts_a_missing_work_email() {
     let p = ok(
         users(),

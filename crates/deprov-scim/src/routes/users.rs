@@ -61,14 +61,29 @@ fn respond(
     Ok(b.body(body.to_string()))
 }
 
-/// The store's view of a canonical user. `active` defaults to true (a provider that
-/// creates a user without saying otherwise means an enabled one).
-fn user_write(mut resource: Map<String, Value>, default_active: bool) -> ScimResult<UserWrite> {
-    let active = resource
-        .get("active")
-        .and_then(Value::as_bool)
-        .unwrap_or(default_active);
-    resource.insert("active".to_owned(), Value::Bool(active));
+/// How a user without an `active` value is read.
+#[derive(Debug, Clone, Copy)]
+enum Absent {
+    /// Take this value and store it (POST: enabled; PUT: an omitted `active` keeps its value).
+    Keep(bool),
+    /// The client removed it (PATCH `remove` of `active`, RFC 7644 §3.5.2.2): it stays
+    /// unassigned in the representation and counts as enabled, like a POST that never set it.
+    Unassigned,
+}
+
+/// The store's view of a canonical user.
+fn user_write(mut resource: Map<String, Value>, absent: Absent) -> ScimResult<UserWrite> {
+    let active = match (resource.get("active").and_then(Value::as_bool), absent) {
+        (Some(active), _) => active,
+        (None, Absent::Keep(active)) => {
+            resource.insert("active".to_owned(), Value::Bool(active));
+            active
+        }
+        (None, Absent::Unassigned) => {
+            resource.remove("active");
+            true
+        }
+    };
     let user_name = string_attr(&resource, "userName").ok_or_else(|| {
         ScimError::invalid_value("userName: required attribute is missing or empty")
     })?;
@@ -107,7 +122,7 @@ pub async fn create(
     let projection = Query::of(&req).projection(schema)?;
     let body = read_json(&req, payload, scim.config.limits.max_payload_bytes).await?;
     let normalised = normalise_body(schema, &body)?;
-    let write = user_write(normalised.resource, true)?;
+    let write = user_write(normalised.resource, Absent::Keep(true))?;
     let (rec, _outcome) = scim.store.create_user(&scim.ctx(&req), write).await?;
     respond(&scim, StatusCode::CREATED, &rec, &projection)
 }
@@ -160,7 +175,7 @@ pub async fn replace(
         let old = current(&scim, &id.1).await?;
         check_if_match(&req, old.version)?;
         check_immutable(schema, &object(&old.resource), &normalised.resource)?;
-        let write = user_write(normalised.resource.clone(), old.active)?;
+        let write = user_write(normalised.resource.clone(), Absent::Keep(old.active))?;
         match scim
             .store
             .replace_user(&ctx, &id.1, Some(old.version), write)
@@ -214,7 +229,7 @@ pub async fn patch(
         if !patched.resource_changed {
             return respond(&scim, StatusCode::OK, &old, &projection);
         }
-        let write = user_write(patched.resource, old.active)?;
+        let write = user_write(patched.resource, Absent::Unassigned)?;
         match scim
             .store
             .replace_user(&ctx, &id.1, Some(old.version), write)
