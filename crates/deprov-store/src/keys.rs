@@ -195,7 +195,7 @@ impl Store {
             },
         )
         .await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok(stored)
     }
 
@@ -260,7 +260,7 @@ impl Store {
             },
         )
         .await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok(RotatedSigningKey {
             new: stored,
             retired,
@@ -299,7 +299,7 @@ impl Store {
             },
         )
         .await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok(updated)
     }
 
@@ -327,7 +327,7 @@ impl Store {
             },
         )
         .await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok(())
     }
 

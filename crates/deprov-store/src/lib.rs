@@ -18,6 +18,7 @@ pub mod tenants;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod time;
+mod wal_sync;
 
 pub use connect::{Backend, DatabaseLocation, Store};
 pub use error::StoreError;

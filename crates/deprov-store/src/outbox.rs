@@ -283,7 +283,7 @@ impl Store {
             }
         }
         if chosen.is_empty() {
-            txn.commit().await?;
+            self.commit(txn).await?;
             return Ok(Vec::new());
         }
         delivery::Entity::update_many()
@@ -317,7 +317,7 @@ impl Store {
             .into_iter()
             .map(|t| (t.id.clone(), t))
             .collect();
-        txn.commit().await?;
+        self.commit(txn).await?;
         deliveries
             .into_iter()
             .map(|d| {
@@ -401,7 +401,7 @@ impl Store {
             .filter(delivery::Column::Status.is_in([PENDING, RETRYING]))
             .exec(&txn)
             .await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok(result.rows_affected == 1)
     }
 
@@ -484,7 +484,7 @@ impl Store {
             ))
             .await?;
         }
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok(result.rows_affected)
     }
 

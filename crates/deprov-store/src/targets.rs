@@ -137,7 +137,7 @@ impl Store {
             },
         )
         .await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok(RelyingParty {
             id,
             tenant: tenant.name,
@@ -231,7 +231,7 @@ impl Store {
             },
         )
         .await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok(existing)
     }
 }

@@ -70,7 +70,7 @@ impl Store {
             },
         )
         .await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok(CreatedTenant {
             tenant,
             token,
@@ -142,7 +142,7 @@ impl Store {
             .one(&txn)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("token {id} vanished")))?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok((model, token))
     }
 
@@ -190,7 +190,7 @@ impl Store {
             },
         )
         .await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok(updated)
     }
 

@@ -334,7 +334,7 @@ impl Store {
         ));
         txn.execute_raw(sql.build()).await?;
         insert_members(&txn, backend, &ctx.tenant_id, &model.id, &members).await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         Ok(GroupRecord::from_model(model, Some(members)))
     }
 
@@ -449,7 +449,7 @@ impl Store {
             deliveries =
                 record_removals(&txn, backend, ctx, (&new.id, &new.display_name), &left).await?;
         }
-        txn.commit().await?;
+        self.commit(txn).await?;
         self.wake_outbox_if(deliveries);
         Ok(GroupRecord::from_model(new, None))
     }
@@ -501,7 +501,7 @@ impl Store {
             deliveries =
                 record_removals(&txn, backend, ctx, (&old.id, &old.display_name), &left).await?;
         }
-        txn.commit().await?;
+        self.commit(txn).await?;
         self.wake_outbox_if(deliveries);
         Ok(())
     }

@@ -255,7 +255,7 @@ impl Store {
                 CreateOutcome::Created,
             ),
         };
-        txn.commit().await?;
+        self.commit(txn).await?;
         self.wake_outbox_if(deliveries);
         Ok((model.into(), outcome))
     }
@@ -298,7 +298,7 @@ impl Store {
         check_version(expected_version, old.version)?;
         let new = update_user(&txn, backend, &old, write).await?;
         let deliveries = record_activity(&txn, backend, ctx, old.active, &new).await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         self.wake_outbox_if(deliveries);
         Ok(new.into())
     }
@@ -346,7 +346,7 @@ impl Store {
             "DELETE FROM group_members WHERE tenant_id = {t} AND member_id = {i}"
         ));
         txn.execute_raw(sql.build()).await?;
-        txn.commit().await?;
+        self.commit(txn).await?;
         self.wake_outbox_if(deliveries);
         Ok(())
     }
