@@ -156,6 +156,13 @@ pub enum RpCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// Show one relying party, by id or client_id.
+    Show {
+        #[arg(long)]
+        tenant: String,
+        /// The relying party's id or client_id.
+        rp: String,
+    },
     /// Remove a relying party by id or client_id.
     Remove {
         #[arg(long)]
@@ -526,6 +533,19 @@ async fn rp(cmd: RpCommand, store: &Store, config: &Config, json: bool) -> anyho
                         }
                     );
                 }
+            }
+        }
+        RpCommand::Show { tenant, rp } => {
+            let found = store
+                .list_relying_parties(&tenant)
+                .await?
+                .into_iter()
+                .find(|x| x.id == rp || x.client_id == rp)
+                .ok_or_else(|| anyhow::anyhow!("tenant {tenant} has no relying party {rp:?}"))?;
+            if json {
+                print_json(&rp_json(&found)?)?;
+            } else {
+                println!("{}", serde_json::to_string_pretty(&rp_json(&found)?)?);
             }
         }
         RpCommand::Remove { tenant, rp } => {

@@ -328,6 +328,13 @@ fn rp_add_list_remove_round_trip_as_json() -> TestResult {
     let list = run(deprov(dir.path()).args(["rp", "list", "--tenant", "acme", "--json"]))?;
     let rows: serde_json::Value = serde_json::from_slice(&list.stdout)?;
     assert_eq!(rows.as_array().map(Vec::len), Some(2));
+    let shown = run(deprov(dir.path()).args(["rp", "show", "--tenant", "acme", "wiki", "--json"]))?;
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout)?;
+    assert_eq!(shown["id"], rp["id"]);
+    assert_eq!(
+        shown["backchannel_logout_uri"],
+        "https://wiki.example.com/backchannel-logout"
+    );
     let removed =
         run(deprov(dir.path()).args(["rp", "remove", "--tenant", "acme", &id, "--json"]))?;
     assert!(removed.status.success());
