@@ -392,3 +392,93 @@ db_test!(
         Ok(())
     }
 );
+
+db_test!(
+    a_receiver_refusing_connections_for_30_s_is_delivered_once_it_is_back,
+    |store: Store, _url| async move {
+        // Reserve a port, then leave it closed: connections are refused until the receiver
+        // starts there 30 s later.
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let tenant = tenant_with_rp(
+            &store,
+            &format!("http://127.0.0.1:{port}/backchannel-logout"),
+        )
+        .await?;
+        let (event_id, _) = deactivation(&store, &tenant, "ada").await?;
+        let worker = Arc::new({
+            let keys = Arc::new(KeyRing::load(store.clone(), KeyEncryptionKey::generate()?).await?);
+            let client = OutboundClient::new(AddressPolicy::AllowInsecure, Duration::from_secs(2))?;
+            let config = WorkerConfig {
+                owner: "w1".to_owned(),
+                // The production policy: 1 s, doubling, with jitter.
+                retry: RetryPolicy::default(),
+                idle_poll: Duration::from_millis(200),
+                ..WorkerConfig::default()
+            };
+            Worker::new(store.clone(), config).with_channel(
+                KIND_BACKCHANNEL_LOGOUT,
+                Arc::new(BackchannelLogout::new(
+                    keys,
+                    client,
+                    "http://127.0.0.1:8080",
+                )),
+            )
+        });
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(worker.clone().run(cancel.clone()));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        let received: Arc<Mutex<Vec<String>>> = Arc::default();
+        let state = web::Data::new((received.clone(), Arc::new(vec![(200u16, "")])));
+        let server = HttpServer::new(move || {
+            App::new().app_data(state.clone()).route(
+                "/backchannel-logout",
+                web::post().to(|body: String, state: web::Data<Script>| async move {
+                    state.0.lock().map(|mut r| r.push(body)).ok();
+                    HttpResponse::Ok().finish()
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let mut status = String::new();
+        while std::time::Instant::now() < deadline {
+            let trail = store
+                .event_trail(&event_id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+            status = trail.deliveries[0].delivery.status.clone();
+            if status == "delivered" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        cancel.cancel();
+        running.await?;
+        handle.stop(false).await;
+        assert_eq!(status, "delivered");
+        let trail = store
+            .event_trail(&event_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        let attempts = &trail.deliveries[0].attempts;
+        // Refused attempts first (no HTTP status, the error kept), then the 200.
+        assert!(attempts.len() >= 3, "{} attempts", attempts.len());
+        let (last, refused) = attempts
+            .split_last()
+            .ok_or_else(|| anyhow::anyhow!("no attempts"))?;
+        assert_eq!(last.http_status, Some(200));
+        assert!(
+            refused
+                .iter()
+                .all(|a| a.http_status.is_none() && a.error.is_some())
+        );
+        assert_eq!(received.lock().map(|r| r.len()).unwrap_or(0), 1);
+        Ok(())
+    }
+);
