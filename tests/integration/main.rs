@@ -2,6 +2,7 @@
 //! database; tests declared with `db_test!` run once on SQLite and once on PostgreSQL
 //! (when `DEPROV_TEST_DATABASE_URL` is set).
 
+mod admin;
 mod delivery;
 mod durability;
 mod keys;

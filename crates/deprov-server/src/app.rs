@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::{delivery, health, wellknown};
+use crate::{admin, delivery, health, wellknown};
 
 /// A running deprov: its HTTP server and its background tasks.
 ///
@@ -77,6 +77,7 @@ impl Running {
                 .configure(health::configure)
                 .configure(wellknown::configure)
                 .configure(|cfg| deprov_scim::configure(cfg, scim.clone()))
+                .configure(admin::configure)
         })
         // Signals are handled by the caller, which owns the order of shutdown.
         .disable_signals()

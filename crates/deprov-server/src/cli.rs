@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use deprov_core::{SigningAlgorithm, SubjectMapping, TenantName};
-use deprov_revocation::outbound::validate_target_url;
+use deprov_core::{SigningAlgorithm, TenantName};
 use deprov_store::Store;
-use deprov_store::targets::{NewRelyingParty, RelyingParty};
+use deprov_store::targets::RelyingParty;
 use serde_json::json;
 
+use crate::admin::views::{EventTrailView, RelyingPartyRequest};
 use crate::app::Running;
 use crate::config::{Config, Loaded};
 use crate::telemetry;
@@ -297,6 +297,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             created.token.token.expose()
         );
     }
+    if config.admin_token.is_none()
+        && let Some(token) = store.ensure_first_admin_token().await?
+    {
+        // Printed, not logged, like the SCIM token above.
+        println!(
+            "\nCreated an admin token for the admin API ({}/admin/v1, OpenAPI at /admin/v1/openapi.json):\n  Admin token:   {}\nThe token is shown only now.\n",
+            config.public_url(),
+            token.token.expose()
+        );
+    }
     let listener = std::net::TcpListener::bind(config.listen)
         .with_context(|| format!("listen ({}): cannot bind", config.listen))?;
     let config = Arc::new(config);
@@ -466,38 +476,22 @@ fn rp_json(rp: &RelyingParty) -> anyhow::Result<serde_json::Value> {
 async fn rp(cmd: RpCommand, store: &Store, config: &Config, json: bool) -> anyhow::Result<()> {
     match cmd {
         RpCommand::Add(add) => {
-            let uri = validate_target_url(&add.backchannel_logout_uri, config.address_policy())
-                .context("--backchannel-logout-uri")?;
-            let subject = SubjectMapping::parse(&add.subject).context("--subject")?;
-            let alg = SigningAlgorithm::parse(&add.alg).context("--alg")?;
-            if add.client_id.trim().is_empty() {
-                anyhow::bail!("--client-id: must not be empty");
+            // The admin API's checks, with the field named as its flag.
+            let new = RelyingPartyRequest {
+                client_id: add.client_id,
+                backchannel_logout_uri: add.backchannel_logout_uri,
+                subject: add.subject,
+                groups: add.groups,
+                alg: add.alg,
+                require_sid: add.require_sid,
+                issuer: add.issuer,
+                kid: add.kid,
+                enabled: !add.disabled,
             }
-            if let Some(iss) = &add.issuer {
-                let parsed = url::Url::parse(iss).map_err(|e| {
-                    anyhow::anyhow!("--issuer: {iss:?} is not an absolute URL: {e}")
-                })?;
-                if parsed.scheme() != "https" && !config.allow_insecure_targets {
-                    anyhow::bail!("--issuer: {iss:?} must be an https URL");
-                }
-            }
-            let rp = store
-                .add_relying_party(
-                    &add.tenant,
-                    NewRelyingParty {
-                        client_id: add.client_id,
-                        backchannel_logout_uri: uri,
-                        subject,
-                        alg,
-                        require_sid: add.require_sid,
-                        issuer: add.issuer,
-                        kid: add.kid,
-                        groups: add.groups,
-                        enabled: !add.disabled,
-                    },
-                    CLI_ACTOR,
-                )
-                .await?;
+            .validate(config)
+            .map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
+            let alg = new.alg;
+            let rp = store.add_relying_party(&add.tenant, new, CLI_ACTOR).await?;
             // Its key exists (and is published) before the first logout token needs it.
             let keys = crate::delivery::key_ring(config, store).await?;
             keys.ensure_key(alg).await?;
@@ -705,40 +699,9 @@ async fn events(cmd: EventsCommand, store: &Store, json: bool) -> anyhow::Result
     Ok(())
 }
 
+/// The trail as JSON: the admin API's `GET /admin/v1/events/{id}` document.
 fn trail_json(trail: &deprov_store::outbox::EventTrail) -> serde_json::Value {
-    let e = &trail.event;
-    json!({
-        "id": e.id,
-        "tenant_id": e.tenant_id,
-        "kind": e.kind,
-        "occurred_at": e.occurred_at,
-        "user_id": e.user_id,
-        "user": e.user_snapshot,
-        "group_id": e.group_id,
-        "group_display_name": e.group_display_name,
-        "scim_request": { "request_id": e.request_id, "method": e.scim_method, "path": e.scim_path },
-        "deliveries": trail.deliveries.iter().map(|d| json!({
-            "id": d.delivery.id,
-            "target_id": d.delivery.target_id,
-            "client_id": d.client_id,
-            "target_kind": d.delivery.target_kind,
-            "status": d.delivery.status,
-            "attempt_count": d.delivery.attempt_count,
-            "next_attempt_at": d.delivery.next_attempt_at,
-            "last_error": d.delivery.last_error,
-            "created_at": d.delivery.created_at,
-            "completed_at": d.delivery.completed_at,
-            "attempts": d.attempts.iter().map(|a| json!({
-                "attempt": a.attempt_no,
-                "started_at": a.started_at,
-                "latency_ms": a.latency_ms,
-                "http_status": a.http_status,
-                "outcome": a.outcome,
-                "error": a.error,
-                "response_excerpt": a.response_excerpt,
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-    })
+    serde_json::to_value(EventTrailView::from(trail)).unwrap_or_default()
 }
 
 async fn deliveries(cmd: DeliveriesCommand, store: &Store, json: bool) -> anyhow::Result<()> {

@@ -19,6 +19,9 @@ use figment::value::{Dict, Map, Value};
 use figment::{Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
+/// The shortest admin token accepted from the configuration.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
+
 /// Environment variables that start with `DEPROV_` but are not settings of `deprov serve`.
 const NOT_SETTINGS: &[&str] = &["test_database_url", "test_log"];
 
@@ -45,6 +48,10 @@ pub struct Config {
     /// `deprov.key` (mode 0600) is created beside the SQLite database, with a warning.
     #[serde(serialize_with = "ser_opt_secret")]
     pub key_encryption_key: Option<Secret>,
+    /// Bearer token of the admin API (at least 32 characters). When unset, `deprov serve`
+    /// creates a stored `deprov_admin_…` token on first start and prints it once.
+    #[serde(serialize_with = "ser_opt_secret")]
+    pub admin_token: Option<Secret>,
     pub scim: ScimLimits,
     pub delivery: DeliveryConfig,
 }
@@ -126,6 +133,7 @@ impl Default for Config {
             log_level: "info".to_owned(),
             shutdown_timeout_secs: 30,
             key_encryption_key: None,
+            admin_token: None,
             scim: ScimLimits::default(),
             delivery: DeliveryConfig::default(),
         }
@@ -239,6 +247,13 @@ impl Config {
                 )));
             }
         }
+        if let Some(token) = &self.admin_token
+            && token.expose().chars().count() < MIN_ADMIN_TOKEN_CHARS
+        {
+            return Err(ConfigError(format!(
+                "admin_token (DEPROV_ADMIN_TOKEN): must be at least {MIN_ADMIN_TOKEN_CHARS} characters (e.g. `openssl rand -base64 32`)"
+            )));
+        }
         let d = &self.delivery;
         for (name, value) in [
             ("delivery.concurrency", d.concurrency as u64),
@@ -313,6 +328,9 @@ impl Config {
             obj.insert("public_url".into(), self.public_url().into());
             if self.key_encryption_key.is_some() {
                 obj.insert("key_encryption_key".into(), "[redacted]".into());
+            }
+            if self.admin_token.is_some() {
+                obj.insert("admin_token".into(), "[redacted]".into());
             }
         }
         value
@@ -520,6 +538,7 @@ mod tests {
                 "allow_insecure_targets",
             ),
             (("DEPROV_SCIM__MAX_RESULTS", "0"), "scim.max_results"),
+            (("DEPROV_ADMIN_TOKEN", "too-short"), "admin_token"),
         ];
         for ((k, v), setting) in cases {
             let err = Config::load_from(None, env(&[(k, v)]))
@@ -543,11 +562,13 @@ mod tests {
     #[test]
     fn the_database_password_is_never_shown() -> Result<(), ConfigError> {
         let kek = "q2Vn0CqJk1x6w8mXb0Zp3u9YtR5sLa7dEe4fGh2iJk0=";
+        let admin = "admin-token-0123456789-abcdefghijklmnop";
         let loaded = Config::load_from(
             None,
             env(&[
                 ("DEPROV_DATABASE_URL", "postgres://app:s3cret@db/deprov"),
                 ("DEPROV_KEY_ENCRYPTION_KEY", kek),
+                ("DEPROV_ADMIN_TOKEN", admin),
             ]),
         )?;
         for shown in [
@@ -556,6 +577,7 @@ mod tests {
         ] {
             assert!(!shown.contains("s3cret"), "{shown}");
             assert!(!shown.contains(kek), "{shown}");
+            assert!(!shown.contains(admin), "{shown}");
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! [`app::Running`] the binary does, on port 0.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -121,6 +121,14 @@ fn serve_in_an_empty_directory_creates_the_database_and_default_tenant() -> Test
     // The token is printed once to the operator, never logged.
     let token = token_line.rsplit(' ').next().unwrap_or_default();
     assert!(!stderr.contains(token), "token leaked into the logs");
+    // So is a first admin token, for the admin API.
+    let admin_line = stdout
+        .lines()
+        .find(|l| l.contains("Admin token:"))
+        .ok_or("no admin token printed")?;
+    let admin = admin_line.rsplit(' ').next().unwrap_or_default();
+    assert!(admin.starts_with("deprov_admin_"), "{admin_line}");
+    assert!(!stderr.contains(admin), "admin token leaked into the logs");
     assert!(stderr.contains("stopped"), "{stderr}");
 
     // A second start finds the tenant and prints no new token.
@@ -134,6 +142,7 @@ fn serve_in_an_empty_directory_creates_the_database_and_default_tenant() -> Test
         .ok_or("no stdout")?
         .read_to_string(&mut stdout)?;
     assert!(!stdout.contains("SCIM token"), "{stdout}");
+    assert!(!stdout.contains("Admin token"), "{stdout}");
     Ok(())
 }
 

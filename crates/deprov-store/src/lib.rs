@@ -5,12 +5,14 @@
 //! [`StoreError::NotFound`]); callers never match on database error codes.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod admin_tokens;
 pub mod audit;
 mod connect;
 pub mod entity;
 mod error;
 pub mod keys;
 pub mod migration;
+pub mod operations;
 pub mod outbox;
 pub mod scim;
 pub mod targets;
