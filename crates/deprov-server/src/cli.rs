@@ -620,7 +620,7 @@ async fn events(cmd: EventsCommand, store: &Store, json: bool) -> anyhow::Result
                 .as_deref()
                 .map(|t| tenant_id_of(&tenants, t))
                 .transpose()?;
-            let rows = store.recent_events(tenant_id.as_deref(), limit).await?;
+            let (_, rows) = store.events_page(tenant_id.as_deref(), limit, 0).await?;
             if json {
                 print_json(&serde_json::to_value(&rows)?)?;
             } else {
