@@ -301,12 +301,18 @@ db_test!(
         assert_eq!(a.len(), 1);
         let b = store.claim_due("B", 60_000, 10, 10, &none).await?;
         assert_eq!(b.len(), 1, "an expired lease must be claimable");
-        // A live lease is not.
+        // A live lease is not, and the worker's next wake-up is when it ends, not now.
         assert!(
             store
                 .claim_due("C", 60_000, 10, 10, &none)
                 .await?
                 .is_empty()
+        );
+        let next = store.next_due_at().await?.unwrap_or(0);
+        assert!(
+            next >= now_millis() + 50_000,
+            "next due in {} ms",
+            next - now_millis()
         );
         let attempt = || outbox::AttemptRecord {
             started_at: now_millis(),

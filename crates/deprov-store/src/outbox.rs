@@ -283,7 +283,8 @@ impl Store {
             }
         }
         if chosen.is_empty() {
-            self.commit(txn).await?;
+            // Nothing was written: no fsync to wait for.
+            txn.commit().await?;
             return Ok(Vec::new());
         }
         delivery::Entity::update_many()
@@ -424,16 +425,24 @@ impl Store {
         Ok(result.rows_affected)
     }
 
-    /// The earliest time a waiting delivery becomes due (to sleep until then).
+    /// The earliest time a waiting delivery becomes claimable (to sleep until then): its
+    /// next attempt time, or the end of the lease another worker holds on it.
     pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
-        let next: Option<Option<i64>> = delivery::Entity::find()
-            .select_only()
-            .column_as(delivery::Column::NextAttemptAt.min(), "next")
-            .filter(delivery::Column::Status.is_in([PENDING, RETRYING]))
-            .into_tuple()
-            .one(self.reader())
+        let backend = self.reader().get_database_backend();
+        let row = self
+            .reader()
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                "SELECT MIN(CASE WHEN lease_expires_at > next_attempt_at \
+                 THEN lease_expires_at ELSE next_attempt_at END) AS next \
+                 FROM deliveries WHERE status IN ('pending', 'retrying')",
+                [],
+            ))
             .await?;
-        Ok(next.flatten())
+        Ok(match row {
+            Some(row) => row.try_get::<Option<i64>>("", "next")?,
+            None => None,
+        })
     }
 
     /// Puts dead deliveries back in the queue: one by id, or every dead one of a tenant

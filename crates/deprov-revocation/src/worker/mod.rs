@@ -158,6 +158,7 @@ impl Worker {
             }
             let capacity = self.config.concurrency.saturating_sub(tasks.len());
             let mut saturated = false;
+            let mut claimed_none = true;
             if capacity > 0 {
                 let snapshot = in_flight.lock().map(|m| m.clone()).unwrap_or_default();
                 match self
@@ -173,6 +174,7 @@ impl Worker {
                 {
                     Ok(claimed) => {
                         saturated = claimed.len() == capacity;
+                        claimed_none = claimed.is_empty();
                         for c in claimed {
                             let target = c.delivery.target_id.clone();
                             if let Ok(mut m) = in_flight.lock() {
@@ -202,6 +204,10 @@ impl Worker {
             }
             let sleep_for = if saturated {
                 Duration::ZERO
+            } else if claimed_none && !tasks.is_empty() {
+                // What is due waits for a busy target: the end of one of our own attempts
+                // (or new work) wakes us, not a timer.
+                self.config.idle_poll
             } else {
                 match self.store.next_due_at().await {
                     Ok(Some(at)) => Duration::from_millis(
