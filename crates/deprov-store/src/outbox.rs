@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use deprov_core::fanout::{self, EventFacts, GroupFacts, TargetScope};
 use deprov_core::scim::EventKind;
-use sea_orm::sea_query::{Expr, ExprTrait as _, LockBehavior, LockType};
+use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
@@ -252,24 +252,42 @@ impl Store {
         }
         let now = now_millis();
         let txn = self.writer().begin().await?;
-        let mut query = delivery::Entity::find()
-            .select_only()
-            .column(delivery::Column::Id)
-            .column(delivery::Column::TargetId)
-            .filter(delivery::Column::Status.is_in([PENDING, RETRYING]))
-            .filter(delivery::Column::NextAttemptAt.lte(now))
-            .filter(
-                delivery::Column::LeaseExpiresAt
-                    .is_null()
-                    .or(delivery::Column::LeaseExpiresAt.lt(now)),
-            )
-            .order_by_asc(delivery::Column::NextAttemptAt)
-            .order_by_asc(delivery::Column::Id)
-            .limit(u64::try_from(limit.saturating_mul(4)).unwrap_or(u64::MAX));
-        if self.backend() == Backend::Postgres {
-            query = query.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        }
-        let candidates: Vec<(String, String)> = query.into_tuple().all(&txn).await?;
+        // Oldest due first, read from the partial index ix_deliveries_waiting so that a claim
+        // reads a few index rows and stops, however many deliveries wait. The statuses are
+        // literals: only then can a planner match the index's WHERE. SQLite is told the
+        // index (without statistics it would sort every waiting row instead); PostgreSQL
+        // skips rows another replica has locked.
+        let window = i64::try_from(limit.saturating_mul(4)).unwrap_or(i64::MAX);
+        let sql = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT id, target_id FROM deliveries INDEXED BY ix_deliveries_waiting \
+                 WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?1 \
+                 AND (lease_expires_at IS NULL OR lease_expires_at < ?1) \
+                 ORDER BY next_attempt_at, id LIMIT ?2"
+            }
+            Backend::Postgres => {
+                "SELECT id, target_id FROM deliveries \
+                 WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $1 \
+                 AND (lease_expires_at IS NULL OR lease_expires_at < $1) \
+                 ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED"
+            }
+        };
+        let rows = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                txn.get_database_backend(),
+                sql,
+                [now.into(), window.into()],
+            ))
+            .await?;
+        let candidates: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String>("", "id")?,
+                    r.try_get::<String>("", "target_id")?,
+                ))
+            })
+            .collect::<Result<_, sea_orm::DbErr>>()?;
         let mut taken: HashMap<String, usize> = in_flight.clone();
         let mut chosen = Vec::new();
         for (id, target_id) in candidates {

@@ -159,7 +159,10 @@ impl Worker {
             let capacity = self.config.concurrency.saturating_sub(tasks.len());
             let mut saturated = false;
             let mut claimed_none = true;
-            if capacity > 0 {
+            // Claim in batches: one claim per finished attempt would cost a write
+            // transaction per delivery.
+            let batch = (self.config.concurrency / 4).max(1);
+            if capacity >= batch || (capacity > 0 && tasks.is_empty()) {
                 let snapshot = in_flight.lock().map(|m| m.clone()).unwrap_or_default();
                 match self
                     .store

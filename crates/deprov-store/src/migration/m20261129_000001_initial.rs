@@ -332,6 +332,19 @@ impl MigrationTrait for Migration {
             &["status", "next_attempt_at"],
         ))
         .await?;
+        // What a worker claims: the waiting deliveries in due order. Partial, so that a claim
+        // reads the next few rows of this index and stops, however many deliveries wait or
+        // have ended (the claim query names the statuses as literals to match it).
+        m.create_index(
+            index(
+                "ix_deliveries_waiting",
+                "deliveries",
+                &["next_attempt_at", "id"],
+            )
+            .and_where(Expr::cust("status IN ('pending', 'retrying')"))
+            .to_owned(),
+        )
+        .await?;
         m.create_index(index("ix_deliveries_event", "deliveries", &["event_id"]))
             .await?;
         m.create_index(index(
