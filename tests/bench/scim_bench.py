@@ -1,0 +1,236 @@
+"""SCIM benchmark (issue 3, "Performance"): run through tests/bench/scim.sh.
+
+Seeds BENCH_USERS (10,000) users through SCIM, then measures with wrk on 127.0.0.1, at
+concurrency 1 and 32: GET by id, filter userName eq, PATCH active (every request a change of
+state), POST, DELETE; on SQLite and/or PostgreSQL. In the same run: the HTTP ceiling (the
+http_ceiling example: actix-web answering the same JSON from memory) and the single-stream
+fsync rate of the data directories. Prints a Markdown table and the ratios the issue asks for;
+writes everything as JSON to $BENCH_DIR/scim-results.json.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+from bench_lib import (
+    EXAMPLES,
+    HOST,
+    Deprov,
+    Proc,
+    Scim,
+    ensure_wrk,
+    fmt_ms,
+    fsync_rate,
+    loadavg,
+    log,
+    machine,
+    parallel,
+    pg_data_directory,
+    pg_settings,
+    postgres_pids,
+    step,
+    uptime,
+    wait_http,
+    wrk,
+)
+
+SECS = float(os.environ.get("BENCH_SECS", "6"))
+USERS = int(os.environ.get("BENCH_USERS", "10000"))
+C_HIGH = int(os.environ.get("BENCH_CONCURRENCY", "32"))
+WRK_THREADS = int(os.environ.get("WRK_THREADS", "2"))
+PORT = int(os.environ.get("BENCH_PORT", "28080"))
+CEILING_PORT = int(os.environ.get("BENCH_CEILING_PORT", "28099"))
+SEED_CONCURRENCY = 32
+
+
+def run(backends: list[str]):
+    ensure_wrk()
+    root = Path(os.environ.get("BENCH_DIR", f"/tmp/deprov-bench-scim-{time.strftime('%Y%m%d-%H%M%S')}"))
+    root.mkdir(parents=True, exist_ok=True)
+    results = {"machine": machine(), "settings": {"secs": SECS, "users": USERS, "c_high": C_HIGH, "wrk_threads_at_c_high": WRK_THREADS}, "rows": [], "fsync": {}, "seed": {}}
+    log(f"bench dir {root}; {results['machine']}")
+
+    with step("fsync rate"):
+        results["fsync"]["sqlite_dir"] = fsync_rate(root, 3.0, "append")
+        results["fsync"]["sqlite_dir_overwrite"] = fsync_rate(root, 3.0, "overwrite")
+        if "postgres" in backends:
+            pgdir = pg_data_directory()
+            if pgdir is not None and pgdir.exists():
+                results["fsync"]["postgres_dir"] = fsync_rate(pgdir, 3.0, "append")
+            results["pg_settings"] = pg_settings()
+        log(f"   {results['fsync']}")
+
+    for backend in backends:
+        run_backend(backend, root, results)
+
+    with step("fsync rate again, after the runs (how much it drifted)"):
+        results["fsync"]["sqlite_dir_after"] = fsync_rate(root, 3.0, "append")
+        if "postgres_dir" in results["fsync"]:
+            results["fsync"]["postgres_dir_after"] = fsync_rate(Path(results["fsync"]["postgres_dir"]["dir"]), 3.0, "append")
+
+    (root / "scim-results.json").write_text(json.dumps(results, indent=2))
+    report(results)
+    log(f"results: {root / 'scim-results.json'}")
+
+
+def measure(results, label, backend, conns, d: Deprov | None, url, script, args, headers, work, server_pid=None):
+    threads = 1 if conns == 1 else min(WRK_THREADS, conns)
+    groups = {}
+    if server_pid is not None:
+        groups["server"] = lambda: [server_pid]
+    elif d is not None:
+        groups["server"] = lambda: [d.proc.pid]
+    if backend == "postgres":
+        groups["postgres"] = postgres_pids
+    load = loadavg()
+    res = wrk(url, script, args, conns, threads, SECS, headers, work, groups)
+    row = {"op": label, "backend": backend, "c": conns, "wrk_threads": threads, "load_before": load, **res}
+    results["rows"].append(row)
+    log(
+        f"   {label:<8} {backend:<8} c={conns:<3} {res['rps']:>9.1f} req/s  p50 {fmt_ms(res['p50_us'])} ms"
+        f"  p99 {fmt_ms(res['p99_us'])} ms  errors {res['status_errors'] + res['connect_errors'] + res['read_errors'] + res['timeouts']}"
+        f"  cpu {res['cpu']}"
+    )
+    return row
+
+
+def run_backend(backend: str, root: Path, results: dict):
+    work = root / backend
+    d = Deprov(backend, work, PORT)
+    try:
+        d.start()
+        scim = Scim(PORT, d.token, d.base_path)
+        url = f"http://{HOST}:{PORT}"
+        users_path = d.base_path + "/Users"
+        auth = d.auth_header()
+        json_h = "Content-Type: application/scim+json"
+
+        with step(f"{backend}: seed {USERS} users (POST, {SEED_CONCURRENCY} threads of a Python client)"):
+            t = time.monotonic()
+            ids = parallel(USERS, SEED_CONCURRENCY, lambda i: scim.create(f"bench-u{i:05d}"))
+            dt = time.monotonic() - t
+            results["seed"][backend] = {"users": USERS, "secs": round(dt, 2), "per_sec": round(USERS / dt, 1)}
+            log(f"   {USERS / dt:.0f} users/s")
+        (work / "ids.txt").write_text("\n".join(ids) + "\n")
+        names = [urllib.parse.quote(f"bench-u{i:05d}@example.com", safe="") for i in range(USERS)]
+        (work / "names.txt").write_text("\n".join(names) + "\n")
+
+        # The body the HTTP ceiling answers with: a real GET /Users/{id} of this run.
+        c = http.client.HTTPConnection(HOST, PORT, timeout=10)
+        c.request("GET", f"{users_path}/{ids[0]}", headers={"Authorization": f"Bearer {d.token}"})
+        body = c.getresponse().read()
+        c.close()
+        (work / "user.json").write_bytes(body)
+
+        if "ceiling" not in results:
+            results["ceiling"] = True
+            with step("HTTP ceiling (http_ceiling example, same body)"):
+                ceil = Proc([EXAMPLES / "http_ceiling", f"{HOST}:{CEILING_PORT}", work / "user.json"], log_path=root / "ceiling.log")
+                try:
+                    wait_http(CEILING_PORT, f"{users_path}/{ids[0]}", 30, ceil)
+                    for conns in (1, C_HIGH):
+                        measure(results, "ceiling", "memory", conns, None, f"http://{HOST}:{CEILING_PORT}", "get_by_id.lua", [users_path + "/", work / "ids.txt"], [auth], work, server_pid=ceil.pid)
+                finally:
+                    ceil.stop()
+
+        with step(f"{backend}: GET by id"):
+            # Warm-up: connection pools, page cache.
+            wrk(url, "get_by_id.lua", [users_path + "/", work / "ids.txt"], C_HIGH, WRK_THREADS, 1, [auth], work)
+            for conns in (1, C_HIGH):
+                measure(results, "GET", backend, conns, d, url, "get_by_id.lua", [users_path + "/", work / "ids.txt"], [auth], work)
+        with step(f"{backend}: filter userName eq"):
+            for conns in (1, C_HIGH):
+                measure(results, "filter", backend, conns, d, url, "filter.lua", [users_path, work / "names.txt"], [auth], work)
+        with step(f"{backend}: PATCH active"):
+            for conns in (1, C_HIGH):
+                # The current state of every seeded user, so that each PATCH is a change.
+                state = {u["id"]: u["active"] for u in scim.list_all(attributes="id,active")}
+                lines = [f"{i},{'true' if state.get(i, True) else 'false'}" for i in ids]
+                (work / "state.txt").write_text("\n".join(lines) + "\n")
+                threads = 1 if conns == 1 else WRK_THREADS
+                measure(results, "PATCH", backend, conns, d, url, "patch.lua", [users_path + "/", work / "state.txt", threads], [auth, json_h], work)
+                time.sleep(0.5)
+        with step(f"{backend}: POST"):
+            for conns in (1, C_HIGH):
+                measure(results, "POST", backend, conns, d, url + users_path, "post.lua", [users_path, f"post{conns}"], [auth, json_h], work)
+            time.sleep(0.5)
+        with step(f"{backend}: DELETE"):
+            posted = [u["id"] for u in scim.list_all(filter_='userName sw "post"', attributes="id", limit=500_000)]
+            pool = posted + ids
+            log(f"   {len(pool)} users to delete from ({len(posted)} created by the POST runs)")
+            offset = 0
+            for conns in (1, C_HIGH):
+                part = pool[offset:]
+                (work / "delete.txt").write_text("\n".join(part) + "\n")
+                threads = 1 if conns == 1 else WRK_THREADS
+                row = measure(results, "DELETE", backend, conns, d, url, "delete.lua", [users_path + "/", work / "delete.txt", threads], [auth], work)
+                if row["sent"] > len(part):
+                    log(f"   WARNING: DELETE c={conns} sent {row['sent']} requests for {len(part)} users: the rest answered 404")
+                offset += row["sent"] + conns
+                time.sleep(0.5)
+        if d.proc is not None:
+            results.setdefault("rss_kib", {})[backend] = d.proc.vm_hwm_kib()
+    finally:
+        d.drop()
+
+
+def report(results: dict):
+    m = results["machine"]
+    out = []
+    out.append(f"\n## SCIM benchmark — {m['date']}, {m['cpus']} × {m['cpu']}, deprov {m['git']} ({m['profile']})")
+    out.append(f"uptime at start: {m['uptime']}; now: {uptime()}")
+    out.append(f"{results['settings']['secs']:.0f} s per measurement, {results['settings']['users']} seeded users, wrk threads at c={C_HIGH}: {WRK_THREADS}\n")
+    out.append("| op | backend | c | req/s | p50 ms | p99 ms | errors | server cores | wrk cores | postgres cores | machine busy % | load before |")
+    out.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in results["rows"]:
+        errs = r["status_errors"] + r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"]
+        cpu = r["cpu"]
+        out.append(
+            f"| {r['op']} | {r['backend']} | {r['c']} | {r['rps']:.0f} | {fmt_ms(r['p50_us'])} | {fmt_ms(r['p99_us'])} | {errs} |"
+            f" {cpu.get('server', '')} | {cpu.get('wrk', '')} | {cpu.get('postgres', '')} | {cpu.get('machine_busy_pct', '')} | {r['load_before']} |"
+        )
+    f = results["fsync"]
+    out.append("")
+    for k, v in f.items():
+        out.append(f"fsync ({k}): {v['per_sec']:.0f}/s ({v['mode']}, 4 KiB + fdatasync, {v['dir']})")
+    for b, s in results.get("seed", {}).items():
+        out.append(f"seeding {b}: {s['users']} users in {s['secs']} s = {s['per_sec']:.0f}/s (Python client, {SEED_CONCURRENCY} threads)")
+    for b, kib in results.get("rss_kib", {}).items():
+        out.append(f"deprov peak RSS ({b}): {kib / 1024:.0f} MiB")
+
+    rows = {(r["op"], r["backend"], r["c"]): r for r in results["rows"]}
+    ceil = rows.get(("ceiling", "memory", C_HIGH))
+    out.append(f"\n### Targets at c={C_HIGH}")
+    if ceil:
+        out.append(f"HTTP ceiling: {ceil['rps']:.0f} req/s (40 % = {0.4 * ceil['rps']:.0f})")
+    for backend in ("sqlite", "postgres"):
+        fs = f.get("postgres_dir" if backend == "postgres" else "sqlite_dir") or f.get("sqlite_dir")
+        for op in ("GET", "filter"):
+            r = rows.get((op, backend, C_HIGH))
+            if r and ceil:
+                ratio = r["rps"] / ceil["rps"]
+                out.append(f"- {backend} {op}: {r['rps']:.0f} req/s = {100 * ratio:.0f} % of the ceiling (target ≥ 40 %): {'MET' if ratio >= 0.4 else 'NOT MET'}; "
+                           f"{r['rps'] / 1800:.0f}× / {r['rps'] / 500:.0f}× the 1,800 / 500 req/s quoted for scim2-server/scimmy (target ≥ 20×, not measured here)")
+        for op in ("PATCH", "POST", "DELETE"):
+            r = rows.get((op, backend, C_HIGH))
+            if r and fs:
+                ratio = r["rps"] / fs["per_sec"]
+                p99 = r["p99_us"] / 1000
+                ok = ratio >= 1.5 and p99 < 50
+                out.append(f"- {backend} {op}: {r['rps']:.0f} req/s = {ratio:.2f}× fsync ({fs['per_sec']:.0f}/s; target ≥ 1.5×), p99 {p99:.1f} ms (target < 50): {'MET' if ok else 'NOT MET'}")
+    text = "\n".join(out)
+    print(text, flush=True)
+
+
+if __name__ == "__main__":
+    which = sys.argv[1] if len(sys.argv) > 1 else "both"
+    backends = {"sqlite": ["sqlite"], "postgres": ["postgres"], "both": ["sqlite", "postgres"]}.get(which)
+    if backends is None:
+        raise SystemExit("usage: scim.sh [sqlite|postgres|both]")
+    run(backends)
