@@ -58,7 +58,7 @@ MASS_USERS = int(os.environ.get("BENCH_MASS_USERS", "10000"))
 ALGS = os.environ.get("BENCH_ALGS", "RS256,ES256").split(",")
 SECS = float(os.environ.get("BENCH_SECS", "6"))
 CLIENT_THREADS = 32
-DRAIN_TIMEOUT = float(os.environ.get("BENCH_DRAIN_TIMEOUT", "300"))
+DRAIN_TIMEOUT = float(os.environ.get("BENCH_DRAIN_TIMEOUT", "600"))
 BACKLOG = os.environ.get("BENCH_BACKLOG", "") not in ("", "0")
 PATCH_OFF = {
     "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
