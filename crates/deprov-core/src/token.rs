@@ -22,6 +22,8 @@ pub enum TokenKind {
     Scim,
     /// Drives the admin API of the whole installation.
     Admin,
+    /// A signed-in web console session (the value of its cookie).
+    ConsoleSession,
 }
 
 impl TokenKind {
@@ -29,6 +31,7 @@ impl TokenKind {
         match self {
             TokenKind::Scim => "deprov_scim_",
             TokenKind::Admin => "deprov_admin_",
+            TokenKind::ConsoleSession => "deprov_session_",
         }
     }
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::{admin, delivery, health, wellknown};
+use crate::{admin, console, delivery, health, wellknown};
 
 /// A running deprov: its HTTP server and its background tasks.
 ///
@@ -68,6 +68,7 @@ impl Running {
         let config_data = web::Data::from(config.clone());
         let keys_data = web::Data::new(keys);
         let scim = scim_config(&config);
+        let console_enabled = config.console.enabled;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(store_data.clone())
@@ -78,6 +79,11 @@ impl Running {
                 .configure(wellknown::configure)
                 .configure(|cfg| deprov_scim::configure(cfg, scim.clone()))
                 .configure(admin::configure)
+                .configure(|cfg| {
+                    if console_enabled {
+                        console::configure(cfg);
+                    }
+                })
         })
         // Signals are handled by the caller, which owns the order of shutdown.
         .disable_signals()

@@ -54,6 +54,29 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     pub scim: ScimLimits,
     pub delivery: DeliveryConfig,
+    pub console: ConsoleConfig,
+}
+
+/// The web console at `/console` (signed in with an admin token).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsoleConfig {
+    /// Serve the console.
+    pub enabled: bool,
+    /// A session ends this long after sign-in, however busy, in seconds.
+    pub session_lifetime_secs: u64,
+    /// A session ends when unused this long, in seconds.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_lifetime_secs: 8 * 3600,
+            idle_timeout_secs: 30 * 60,
+        }
+    }
 }
 
 /// How deliveries are performed and retried (DESIGN.md, "Delivery semantics").
@@ -136,6 +159,7 @@ impl Default for Config {
             admin_token: None,
             scim: ScimLimits::default(),
             delivery: DeliveryConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -260,6 +284,11 @@ impl Config {
             ("delivery.per_target", d.per_target as u64),
             ("delivery.timeout_secs", d.timeout_secs),
             ("delivery.max_age_hours", d.max_age_hours),
+            (
+                "console.session_lifetime_secs",
+                self.console.session_lifetime_secs,
+            ),
+            ("console.idle_timeout_secs", self.console.idle_timeout_secs),
         ] {
             if value == 0 {
                 return Err(ConfigError(format!(

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod delivery;
 mod health;
 pub mod telemetry;

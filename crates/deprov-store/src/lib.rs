@@ -8,6 +8,7 @@
 pub mod admin_tokens;
 pub mod audit;
 mod connect;
+pub mod console;
 pub mod entity;
 mod error;
 pub mod keys;

@@ -55,8 +55,8 @@ fn bearer(req: &ServiceRequest) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// Who `presented` is, or `None`.
-async fn authenticate(
+/// Who `presented` is, or `None`. Shared with the web console's sign-in, so that both accept exactly the same tokens.
+pub(crate) async fn authenticate(
     config: &Config,
     store: &Store,
     presented: &str,

@@ -1,0 +1,45 @@
+//! Sessions of the web console.
+//!
+//! Stored in the database (not in process memory) so that any replica sharing one
+//! PostgreSQL serves a signed-in operator. Only the SHA-256 of the random session id is
+//! kept: a copy of this table signs nobody in. A session ends at `expires_at` (absolute),
+//! or when unused for the idle timeout (measured from `last_seen_at`), or at sign-out,
+//! which deletes the row.
+
+use sea_orm_migration::{prelude::*, schema::*};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+const TABLE: &str = "console_sessions";
+const INDEX: &str = "ix_console_sessions_expiry";
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.create_table(
+            Table::create()
+                .table(TABLE)
+                .col(string_len("id_hash", 64).primary_key())
+                // Who signed in, as written in the audit log (`admin:<token hint>`).
+                .col(string("actor"))
+                .col(big_integer("created_at"))
+                .col(big_integer("last_seen_at"))
+                .col(big_integer("expires_at"))
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name(INDEX)
+                .table(TABLE)
+                .col("expires_at")
+                .to_owned(),
+        )
+        .await
+    }
+
+    async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_table(Table::drop().table(TABLE).to_owned()).await
+    }
+}
