@@ -85,7 +85,7 @@ fn head(title: &str) -> Markup {
         head {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
-            meta name="referrer" content="no-referrer";
+            meta name="referrer" content="same-origin";
             title { (title) " · deprov" }
             link rel="stylesheet" href="/console/static/console.css";
         }
@@ -190,7 +190,8 @@ pub fn bar_chart(values: &[u64], labels: &[String], title: &str) -> Markup {
     html! {
         svg viewBox={ "0 0 " (W) " " (H) } role="img" aria-label={ (title) ": " (total) " events" } {
             title { (title) ": " (total) " events" }
-            line x1="0" y1=(H - BOTTOM) x2=(W) y2=(H - BOTTOM) stroke="#d0d5dd";
+            // Closed explicitly: in SVG, an HTML parser reads `<line>` as an open element.
+            line x1="0" y1=(H - BOTTOM) x2=(W) y2=(H - BOTTOM) stroke="#d0d5dd" {}
             @for (i, v) in values.iter().enumerate() {
                 @let i = u64::try_from(i).unwrap_or(0);
                 @let h = v * plot / max;
@@ -214,5 +215,34 @@ pub fn bar_chart(values: &[u64], labels: &[String], title: &str) -> Markup {
 pub fn flash(text: Option<&'static str>) -> Markup {
     html! {
         @if let Some(t) = text { p.flash { (t) } }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bar_chart_draws_one_bar_per_non_zero_value_with_its_count() {
+        let svg =
+            bar_chart(&[0, 3, 1], &["a".into(), String::new(), "c".into()], "t").into_string();
+        assert!(!svg.contains("\">\n") && svg.contains("</line>"), "{svg}");
+        assert_eq!(svg.matches("<rect").count(), 2, "{svg}");
+        assert!(
+            svg.contains(">3</text>") && svg.contains(">1</text>"),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(">a</text>") && svg.contains(">c</text>"),
+            "{svg}"
+        );
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(850), "850 ms");
+        assert_eq!(duration(12_000), "12 s");
+        assert_eq!(duration(3_720_000), "1 h 2 min");
+        assert_eq!(duration(2 * 86_400_000 + 3_600_000), "2 d 1 h");
     }
 }

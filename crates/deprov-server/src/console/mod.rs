@@ -10,7 +10,7 @@
 //! Defences: sessions in the database (hash only), HttpOnly + `SameSite=Strict` (+ `Secure`
 //! on https) cookie, CSRF token and `Origin` check on every POST ([`session::CsrfForm`]),
 //! a strict Content-Security-Policy (no script at all, styles only from this origin), no
-//! framing, no referrer, no caching.
+//! framing, no referrer to other sites, no caching.
 
 pub mod html;
 pub mod pages;
@@ -139,7 +139,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     ))
                     .add((header::X_FRAME_OPTIONS, "DENY"))
                     .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-                    .add((header::REFERRER_POLICY, "no-referrer"))
+                    // Not `no-referrer`: with it, browsers send `Origin: null` on form posts,
+                    // which the origin check must refuse. Other sites still see nothing.
+                    .add((header::REFERRER_POLICY, "same-origin"))
                     .add((header::CACHE_CONTROL, "no-store")),
             )
             .route("", web::get().to(p::overview))

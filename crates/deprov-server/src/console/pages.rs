@@ -279,7 +279,13 @@ fn trail_body(session: &Session, trail: &EventTrail, names: &HashMap<String, Str
             }
             li {
                 strong { "Event recorded" } " " span.muted { (time(e.occurred_at)) }
-                p.muted { (trail.deliveries.len()) " deliveries enqueued in the same transaction." }
+                p.muted {
+                    @match trail.deliveries.len() {
+                        0 => { "No target subscribed: nothing to deliver." }
+                        1 => { "1 delivery enqueued in the same transaction." }
+                        n => { (n) " deliveries enqueued in the same transaction." }
+                    }
+                }
             }
             @for d in &trail.deliveries {
                 li class=(d.delivery.status) {
