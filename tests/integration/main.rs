@@ -3,6 +3,7 @@
 //! (when `DEPROV_TEST_DATABASE_URL` is set).
 
 mod admin;
+mod console;
 mod delivery;
 mod durability;
 mod keys;

@@ -22,7 +22,8 @@ use crate::{Store, StoreError, now_millis};
 pub use crate::entity::console_session::Model as ConsoleSession;
 
 /// `last_seen_at` is written at most this often per session (one write per click would
-/// be wasted on a read-mostly console); the idle timeout is therefore exact to this much.
+/// be wasted on a read-mostly console), and at least four times per idle timeout, so a
+/// session in use never looks idle.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
 /// A session just opened: the cookie value (shown to the browser once, never stored) and
@@ -126,7 +127,7 @@ impl Store {
                 .await?;
             return Ok(None);
         }
-        if now.saturating_sub(found.last_seen_at) >= TOUCH_EVERY_MS {
+        if now.saturating_sub(found.last_seen_at) >= TOUCH_EVERY_MS.min(idle_ms / 4) {
             console_session::Entity::update_many()
                 .col_expr(console_session::Column::LastSeenAt, Expr::value(now))
                 .filter(console_session::Column::IdHash.eq(found.id_hash.clone()))
