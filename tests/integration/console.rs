@@ -135,6 +135,9 @@ impl Browser {
     }
 }
 
+/// A forged form: what is wrong with it, its fields, its `Origin`.
+type Forged<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<&'a str>);
+
 #[track_caller]
 fn assert_to_sign_in(page: &Page) {
     assert_eq!(page.status, 303, "{}", page.text);
@@ -261,7 +264,7 @@ db_test!(
         let retry = format!("/console/deliveries/{id}/retry");
         let audit_before = audit_actions(&store).await?.len();
         let wrong = "0".repeat(64);
-        let cases: Vec<(&str, Vec<(&str, &str)>, Option<&str>)> = vec![
+        let cases: Vec<Forged> = vec![
             ("no token", vec![], None),
             ("empty token", vec![("csrf", "")], None),
             ("wrong token", vec![("csrf", wrong.as_str())], None),
