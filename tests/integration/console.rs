@@ -10,6 +10,7 @@ use deprov_store::{Store, db_test, now_millis};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
 use crate::admin::{bury_all, deactivate};
+use crate::delivery::Receiver;
 use crate::scim_harness::App;
 
 const ADMIN: &str = "configured-admin-token-for-the-console-0123456789";
@@ -527,6 +528,116 @@ db_test!(
         assert_eq!(browser.get("/console/events/nosuch").await?.status, 404);
         assert_eq!(browser.get("/console/tenants/nosuch").await?.status, 404);
         assert_eq!(browser.get("/console/events?offset=x").await?.status, 400);
+        app.stop().await
+    }
+);
+
+/// The claims of a compact JWS, decoded without checking it (the delivery tests verify
+/// signatures; here the point is what was sent, and that it was sent once).
+fn claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    jwt.split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+db_test!(
+    a_test_logout_is_signed_sent_once_and_shown_without_becoming_a_delivery,
+    |store: Store, _url| async move {
+        let app = start(store.clone(), |_| {}).await?;
+        let rx = Receiver::start(vec![(204, "")])?;
+        let (_, browser) = Browser::sign_in(&app, ADMIN).await?;
+        let browser = browser.ok_or_else(|| anyhow::anyhow!("no cookie"))?;
+        let csrf = browser.csrf().await?;
+        for (client_id, uri) in [
+            ("wiki", rx.url.as_str()),
+            ("gone", "http://127.0.0.1:9/bcl"),
+        ] {
+            let page = browser
+                .post(
+                    "/console/targets",
+                    &[
+                        ("csrf", csrf.as_str()),
+                        ("tenant", "acme"),
+                        ("client_id", client_id),
+                        ("backchannel_logout_uri", uri),
+                        ("subject", "userName"),
+                        ("alg", "EdDSA"),
+                    ],
+                    None,
+                )
+                .await?;
+            assert_eq!(page.status, 303, "{}", page.text);
+        }
+        let page = browser
+            .post(
+                "/console/targets/acme/wiki/test",
+                &[("csrf", csrf.as_str())],
+                None,
+            )
+            .await?;
+        assert_eq!(page.status, 200, "{}", page.text);
+        assert!(
+            page.text.contains("id=\"test-result\"") && page.text.contains("HTTP 204"),
+            "{}",
+            page.text
+        );
+        let bodies = rx.received.lock().map(|r| r.clone()).unwrap_or_default();
+        assert_eq!(bodies.len(), 1);
+        let token = url::form_urlencoded::parse(bodies[0].as_bytes())
+            .find(|(k, _)| k == "logout_token")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let c = claims(&token);
+        assert_eq!(c["sub"], "deprov-console-test");
+        assert_eq!(c["aud"], "wiki");
+        assert_eq!(c["iss"], app.root.as_str());
+        assert!(c["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+        // An unreachable target: the error is shown, not a 500.
+        let page = browser
+            .post(
+                "/console/targets/acme/gone/test",
+                &[("csrf", csrf.as_str())],
+                None,
+            )
+            .await?;
+        assert_eq!(page.status, 200, "{}", page.text);
+        assert!(page.text.contains("no answer"), "{}", page.text);
+        // Without its CSRF token nothing is sent.
+        let page = browser
+            .post("/console/targets/acme/wiki/test", &[], None)
+            .await?;
+        assert_eq!(page.status, 403);
+        assert_eq!(rx.received.lock().map(|r| r.len()).unwrap_or(0), 1);
+        // Not a delivery: the outbox is empty.
+        let (total, _) = store.list_deliveries(None, None, 10, 0).await?;
+        assert_eq!(total, 0);
+        // Removing takes the confirmation box; without it nothing changes.
+        let page = browser
+            .post(
+                "/console/targets/acme/gone/remove",
+                &[("csrf", csrf.as_str())],
+                None,
+            )
+            .await?;
+        assert_eq!(page.status, 400, "{}", page.text);
+        assert_eq!(store.list_relying_parties("acme").await?.len(), 2);
+        let page = browser
+            .post(
+                "/console/targets/acme/gone/remove",
+                &[("csrf", csrf.as_str()), ("confirm", "yes")],
+                None,
+            )
+            .await?;
+        assert_eq!(page.status, 303, "{}", page.text);
+        assert_eq!(store.list_relying_parties("acme").await?.len(), 1);
+        rx.stop().await;
         app.stop().await
     }
 );

@@ -148,6 +148,7 @@ test('an operator follows a SCIM deactivation from the overview to its trail and
   await page.goto(`${d.url}/console/dead-letters`);
   const dead = page.locator('#dead-letters tr', { hasText: 'console-app' });
   assert.equal(await dead.count(), 1);
+  await page.screenshot({ path: join(SHOTS, 'dead-letters.png'), fullPage: true });
   await Promise.all([page.waitForLoadState('load'), dead.locator('button', { hasText: 'Re-drive' }).click()]);
   assert.match(await page.textContent('.flash'), /back in the queue/);
   const again = await waitFor('the re-driven delivery to be attempted again', async () => {
@@ -167,6 +168,30 @@ test('an operator follows a SCIM deactivation from the overview to its trail and
   // The trail now shows both attempts.
   await page.goto(`${d.url}/console/events/${event.id}`);
   assert.equal(await page.locator('table.attempts tbody tr').count(), 2);
+
+  // A test logout from the target's page: signed for a synthetic subject, sent once, the
+  // answer shown; not a delivery.
+  await page.goto(`${d.url}/console/targets`);
+  await Promise.all([page.waitForLoadState('load'), page.click('#targets a:has-text("console-app")')]);
+  await Promise.all([page.waitForLoadState('load'), page.click('button:has-text("Send a test logout")')]);
+  const result = await page.textContent('#test-result');
+  assert.match(result, /HTTP 400/);
+  assert.match(result, /unknown user/);
+  assert.equal(received.length, 3);
+  const sent = new URLSearchParams(received[2].body).get('logout_token');
+  const claims = JSON.parse(Buffer.from(sent.split('.')[1], 'base64url').toString());
+  assert.equal(claims.sub, 'deprov-console-test');
+  assert.equal(claims.aud, 'console-app');
+  await page.screenshot({ path: join(SHOTS, 'target-test-logout.png'), fullPage: true });
+  const trailAfter = await d.eventTrail(event.id);
+  assert.equal(trailAfter.deliveries[0].attempts.length, 2, 'the test logout became a delivery attempt');
+
+  // Every other page answers, and is kept for review.
+  for (const name of ['events', 'targets', 'tenants', 'tenants/default', 'keys', 'audit']) {
+    const res = await page.goto(`${d.url}/console/${name}`);
+    assert.equal(res.status(), 200, `/console/${name}`);
+    await page.screenshot({ path: join(SHOTS, `${name.replace('/', '-')}.png`), fullPage: true });
+  }
 
   // Sign-out ends the session: the old cookie no longer opens anything.
   await Promise.all([page.waitForLoadState('load'), page.click('header form button')]);

@@ -38,6 +38,8 @@ table { width:100%; border-collapse:collapse; background:var(--card); border:1px
 th, td { text-align:left; padding:.45rem .6rem; border-bottom:1px solid var(--line); vertical-align:top; }
 th { background:#f9fafb; font-weight:600; color:#344054; font-size:.85rem; }
 tr:last-child td { border-bottom:none; }
+td.wrap { overflow-wrap:anywhere; max-width:38rem; }
+td.nowrap { white-space:nowrap; }
 td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
 code, .mono { font-family:ui-monospace,SFMono-Regular,Menlo,monospace; font-size:.85em; }
 .muted { color:var(--muted); }

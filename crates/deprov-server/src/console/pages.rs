@@ -358,7 +358,7 @@ pub async fn dead_letters(
         } @else {
             form method="post" action="/console/dead-letters/retry-all" {
                 (csrf_field(&session))
-                button type="submit" { "Re-drive all " (total) }
+                button type="submit" { "Re-drive all (" (total) ")" }
             }
             p {}
             table #dead-letters {
@@ -419,7 +419,14 @@ pub async fn retry(
     store.outbox_wake().notify_one();
     let back = form
         .back
-        .filter(|b| b.starts_with("/console/") && !b.contains("//") && !b.contains('\\'))
+        .filter(|b| {
+            // A console path of plain characters only: never another site, never a header
+            // injection.
+            b.starts_with("/console/")
+                && !b.contains("//")
+                && b.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'/' | b'-' | b'_' | b'.'))
+        })
         .map(|b| format!("{b}?msg=redriven"))
         .unwrap_or_else(|| "/console/dead-letters?msg=redriven".to_owned());
     Ok(see_other(&back))
@@ -606,6 +613,8 @@ fn target_body(
             " "
             form.inline method="post" action={ (base) "/remove" } {
                 (csrf_field(session))
+                label { input type="checkbox" name="confirm" value="yes" required; " sure" }
+                " "
                 button.danger type="submit" { "Remove" }
             }
         }
@@ -636,12 +645,33 @@ pub async fn set_enabled(
     )))
 }
 
-/// `POST /console/targets/{tenant}/{rp}/remove`
+#[derive(Debug, Deserialize)]
+pub struct ConfirmForm {
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
+impl ConfirmForm {
+    /// Destructive forms carry a ticked confirmation box (HTML `required` asks for it
+    /// without script; this is the check that counts).
+    fn confirmed(&self) -> Result<(), ConsoleError> {
+        if self.confirm.as_deref() == Some("yes") {
+            Ok(())
+        } else {
+            Err(ConsoleError::BadRequest(
+                "tick the confirmation box first; nothing was changed".to_owned(),
+            ))
+        }
+    }
+}
+
+/// `POST /console/targets/{tenant}/{rp}/remove` (with the confirmation box ticked).
 pub async fn remove(
     store: web::Data<Store>,
     path: web::Path<(String, String)>,
-    CsrfForm { session, .. }: CsrfForm<NoFields>,
+    CsrfForm { session, form }: CsrfForm<ConfirmForm>,
 ) -> Result<HttpResponse, ConsoleError> {
+    form.confirmed()?;
     let (tenant, id) = path.into_inner();
     store
         .remove_relying_party(&tenant, &id, &session.actor)
@@ -669,13 +699,13 @@ pub async fn test_logout(
         .find(|h| h.target_id == rp.id)
         .unwrap_or_default();
     let result = html! {
-        section.flash class=[(!outcome.success()).then_some("error")] #test-result {
+        section.flash.error[!outcome.success()] #test-result {
             strong { "Test logout: " }
             @match outcome.status {
                 Some(s) => { "HTTP " (s) }
                 None => { "no answer" }
             }
-            " in " (outcome.latency_ms) " ms"
+            " in " (format!("{:.1}", outcome.latency_ms)) " ms"
             @if let Some(e) = &outcome.error { br; "Error: " code { (e) } }
             @if let Some(b) = &outcome.body_excerpt { br; "Body: " code { (b) } }
         }
@@ -797,6 +827,8 @@ pub async fn tenant(
                             @if tok.revoked_at.is_none() {
                                 form.inline method="post" action={ (base) "/tokens/" (seg(&tok.id)) "/revoke" } {
                                     (csrf_field(&session))
+                                    label { input type="checkbox" name="confirm" value="yes" required; " sure" }
+                                    " "
                                     button.danger type="submit" { "Revoke" }
                                 }
                             }
@@ -932,11 +964,11 @@ pub async fn audit(
             tbody {
                 @for a in &rows {
                     tr {
-                        td { (time(a.occurred_at)) }
+                        td.nowrap { (time(a.occurred_at)) }
                         td.mono { (a.actor) }
                         td.mono { (a.action) }
-                        td.mono { (a.subject_type) " " (a.subject_id.as_deref().unwrap_or("")) }
-                        td.mono { (a.detail.to_string()) }
+                        td.mono.wrap { (a.subject_type) " " (a.subject_id.as_deref().unwrap_or("")) }
+                        td.mono.wrap { (a.detail.to_string()) }
                     }
                 }
             }

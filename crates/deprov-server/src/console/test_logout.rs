@@ -20,10 +20,10 @@ use crate::config::Config;
 pub const TEST_SUBJECT: &str = "deprov-console-test";
 
 /// What the test logout got back.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Outcome {
     pub status: Option<u16>,
-    pub latency_ms: u128,
+    pub latency_ms: f64,
     pub body_excerpt: Option<String>,
     /// Why nothing was sent or nothing came back.
     pub error: Option<String>,
@@ -95,7 +95,7 @@ pub async fn send(config: &Config, keys: Arc<KeyRing>, rp: &RelyingParty) -> Out
     {
         Ok(exchange) => Outcome {
             status: exchange.status,
-            latency_ms: exchange.latency.as_millis(),
+            latency_ms: exchange.latency.as_secs_f64() * 1000.0,
             body_excerpt: exchange.body_excerpt,
             error: exchange.error,
         },
