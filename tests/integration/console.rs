@@ -641,3 +641,56 @@ db_test!(
         app.stop().await
     }
 );
+
+/// Another replica: the database at `url` through its own pool, its own configuration
+/// and port.
+async fn replica(
+    url: &str,
+    admin_token: &str,
+) -> anyhow::Result<(deprov_server::app::Running, String)> {
+    let store = Store::open(&deprov_store::DatabaseLocation::parse(url)?).await?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let root = format!("http://{}", listener.local_addr()?);
+    let mut config = deprov_server::config::Config {
+        public_url: Some(root.clone()),
+        admin_token: Some(deprov_core::Secret::new(admin_token)),
+        // The database_url stays the harness's default: the key-encryption key is found
+        // from it, and must be the one the first replica used.
+        ..Default::default()
+    };
+    config.delivery.worker = false;
+    let running =
+        deprov_server::app::Running::start(std::sync::Arc::new(config), store, listener).await?;
+    Ok((running, root))
+}
+
+db_test!(
+    a_session_works_on_every_replica_and_ends_with_the_admin_token_it_was_opened_with,
+    |store: Store, url: String| async move {
+        let app = start(store.clone(), |_| {}).await?;
+        let (_, browser) = Browser::sign_in(&app, ADMIN).await?;
+        let mut browser = browser.ok_or_else(|| anyhow::anyhow!("no cookie"))?;
+        // Another replica with the same configuration knows the session.
+        let (same, same_root) = replica(&url, ADMIN).await?;
+        let home = std::mem::replace(&mut browser.root, same_root);
+        assert_eq!(browser.get("/console").await?.status, 200);
+        same.shutdown().await?;
+        // One whose DEPROV_ADMIN_TOKEN was rotated does not, and the session is over.
+        let rotated = "a-rotated-configured-admin-token-0123456789abcdef";
+        let (other, other_root) = replica(&url, rotated).await?;
+        browser.root = other_root;
+        assert_to_sign_in(&browser.get("/console").await?);
+        other.shutdown().await?;
+        browser.root = home;
+        assert_to_sign_in(&browser.get("/console").await?);
+
+        // A stored admin token's sessions end when it is revoked.
+        let (token, issued) = app.store.issue_admin_token(Some("ops"), "test").await?;
+        let (_, stored) = Browser::sign_in(&app, issued.token.expose()).await?;
+        let stored = stored.ok_or_else(|| anyhow::anyhow!("no cookie"))?;
+        assert_eq!(stored.get("/console").await?.status, 200);
+        app.store.revoke_admin_token(&token.id, "test").await?;
+        assert_to_sign_in(&stored.get("/console").await?);
+        app.stop().await
+    }
+);

@@ -302,7 +302,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     {
         // Printed, not logged, like the SCIM token above.
         println!(
-            "\nCreated an admin token for the admin API ({}/admin/v1, OpenAPI at /admin/v1/openapi.json):\n  Admin token:   {}\nThe token is shown only now.\n",
+            "\nCreated an admin token for the admin API ({0}/admin/v1, OpenAPI at /admin/v1/openapi.json) and the console ({0}/console):\n  Admin token:   {1}\nThe token is shown only now.\n",
             config.public_url(),
             token.token.expose()
         );
@@ -314,6 +314,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         listen = %running.local_addr(),
         public_url = %config.public_url(),
+        console = config.console.enabled,
         "deprov is serving"
     );
     wait_for_signal().await;

@@ -16,7 +16,7 @@ use sea_orm::{
 use serde_json::json;
 
 use crate::audit::{self, AuditRecord};
-use crate::entity::console_session;
+use crate::entity::{admin_token, console_session};
 use crate::{Store, StoreError, now_millis};
 
 pub use crate::entity::console_session::Model as ConsoleSession;
@@ -26,13 +26,12 @@ pub use crate::entity::console_session::Model as ConsoleSession;
 /// session in use never looks idle.
 const TOUCH_EVERY_MS: i64 = 60_000;
 
-/// A session just opened: the cookie value (shown to the browser once, never stored) and
-/// the stored row.
-#[derive(Debug)]
-pub struct OpenedSession {
-    pub token: IssuedToken,
-    pub session: ConsoleSession,
+/// The `credential` of a session opened with the stored admin token `id`.
+pub fn stored_admin_credential(id: &str) -> String {
+    format!("{STORED_PREFIX}{id}")
 }
+
+const STORED_PREFIX: &str = "admin_token:";
 
 /// Deliveries to one target and how they went, over a window.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,21 +60,29 @@ fn randomness(e: deprov_core::token::RandomnessUnavailable) -> StoreError {
 }
 
 impl Store {
-    /// Opens a session for `actor` that ends `lifetime_ms` from now at the latest, audits
-    /// the sign-in, and drops the sessions that have expired (of anyone) on the way.
+    /// A new session id, to put in the cookie (its hash goes into the session).
+    pub fn new_console_session_id() -> Result<IssuedToken, StoreError> {
+        IssuedToken::generate(TokenKind::ConsoleSession).map_err(randomness)
+    }
+
+    /// Opens session `token` for `actor`, signed in with `credential`, ending
+    /// `lifetime_ms` from now at the latest; audits the sign-in, and drops the sessions
+    /// that have expired (of anyone) on the way.
     pub async fn open_console_session(
         &self,
+        token: &IssuedToken,
         actor: &str,
+        credential: &str,
         lifetime_ms: i64,
         idle_ms: i64,
-    ) -> Result<OpenedSession, StoreError> {
-        let token = IssuedToken::generate(TokenKind::ConsoleSession).map_err(randomness)?;
+    ) -> Result<ConsoleSession, StoreError> {
         let now = now_millis();
         let txn = self.writer().begin().await?;
         purge_expired(&txn, now, idle_ms).await?;
         let session = console_session::ActiveModel {
             id_hash: Set(token.hash.to_hex()),
             actor: Set(actor.to_owned()),
+            credential: Set(credential.to_owned()),
             created_at: Set(now),
             last_seen_at: Set(now),
             expires_at: Set(now.saturating_add(lifetime_ms)),
@@ -96,11 +103,13 @@ impl Store {
         )
         .await?;
         self.commit(txn).await?;
-        Ok(OpenedSession { token, session })
+        Ok(session)
     }
 
     /// The live session a cookie value names, if any; notes that it was used. A session
-    /// past its absolute expiry or idle for `idle_ms` is deleted and is `None`.
+    /// past its absolute expiry, idle for `idle_ms`, or opened with a stored admin token
+    /// that has since been revoked, is deleted and is `None`. (Sessions of the configured
+    /// token are checked by the caller, which knows the configuration.)
     pub async fn console_session(
         &self,
         presented: &str,
@@ -121,7 +130,14 @@ impl Store {
             return Ok(None);
         }
         let now = now_millis();
-        if now >= found.expires_at || now.saturating_sub(found.last_seen_at) >= idle_ms {
+        let revoked = match found.credential.strip_prefix(STORED_PREFIX) {
+            Some(id) => admin_token::Entity::find_by_id(id.to_owned())
+                .one(self.reader())
+                .await?
+                .is_none_or(|t| t.revoked_at.is_some()),
+            None => false,
+        };
+        if revoked || now >= found.expires_at || now.saturating_sub(found.last_seen_at) >= idle_ms {
             console_session::Entity::delete_by_id(found.id_hash.clone())
                 .exec(self.writer())
                 .await?;
@@ -139,6 +155,15 @@ impl Store {
             }));
         }
         Ok(Some(found))
+    }
+
+    /// Deletes a session that is no longer valid (its credential changed), without an
+    /// audit record: nobody signed out.
+    pub async fn discard_console_session(&self, presented: &str) -> Result<(), StoreError> {
+        console_session::Entity::delete_by_id(TokenHash::of(presented).to_hex())
+            .exec(self.writer())
+            .await?;
+        Ok(())
     }
 
     /// Ends a session (sign-out) and audits it. Ending one that is already gone changes

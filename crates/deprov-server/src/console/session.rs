@@ -27,6 +27,7 @@ use serde::de::DeserializeOwned;
 
 use super::ConsoleError;
 use super::html::{page_bare, render};
+use crate::admin::auth::{AdminCredential, authenticate};
 use crate::config::Config;
 
 /// The session cookie's name.
@@ -93,6 +94,30 @@ fn app_data(req: &HttpRequest) -> Result<(web::Data<Config>, web::Data<Store>), 
     }
 }
 
+/// The `credential` of a session opened with the configured admin token: a hash of that
+/// token bound to the session id. Its sessions end when the configured token changes,
+/// and the stored value reveals nothing about the token without the session id (which is
+/// not stored), so even a weak configured token cannot be guessed from the database.
+fn configured_credential(session_id: &str, configured: &str) -> String {
+    format!(
+        "configured:{}",
+        TokenHash::of(&format!(
+            "deprov console credential\u{0}{session_id}\u{0}{configured}"
+        ))
+        .to_hex()
+    )
+}
+
+fn credential_of(session_id: &str, config: &Config, credential: &AdminCredential) -> String {
+    match credential {
+        AdminCredential::Stored(id) => deprov_store::console::stored_admin_credential(id),
+        AdminCredential::Configured => configured_credential(
+            session_id,
+            config.admin_token.as_ref().map_or("", |t| t.expose()),
+        ),
+    }
+}
+
 impl Session {
     async fn load(req: &HttpRequest) -> Result<Self, ConsoleError> {
         let (config, store) = app_data(req)?;
@@ -100,13 +125,24 @@ impl Session {
             return Err(ConsoleError::SignIn);
         };
         let idle = millis(config.console.idle_timeout_secs);
-        match store.console_session(&id, idle).await? {
-            Some(s) => Ok(Self {
-                actor: s.actor,
-                csrf: csrf_token(&id),
-            }),
-            None => Err(ConsoleError::SignIn),
+        let Some(session) = store.console_session(&id, idle).await? else {
+            return Err(ConsoleError::SignIn);
+        };
+        if session.credential.starts_with("configured:") {
+            let still = config.admin_token.as_ref().is_some_and(|t| {
+                TokenHash::of(&session.credential)
+                    .matches(&TokenHash::of(&configured_credential(&id, t.expose())))
+            });
+            if !still {
+                // DEPROV_ADMIN_TOKEN was changed or removed since this sign-in.
+                store.discard_console_session(&id).await?;
+                return Err(ConsoleError::SignIn);
+            }
         }
+        Ok(Self {
+            actor: session.actor,
+            csrf: csrf_token(&id),
+        })
     }
 }
 
@@ -242,14 +278,12 @@ pub async fn sign_in(
         ));
     }
     let presented = form.token.trim();
-    let actor = if presented.is_empty() {
+    let authenticated = if presented.is_empty() {
         None
     } else {
-        crate::admin::auth::authenticate(&config, &store, presented)
-            .await
-            .map_err(|e| ConsoleError::Internal(anyhow::anyhow!("{e}")))?
+        authenticate(&config, &store, presented).await?
     };
-    let Some(actor) = actor else {
+    let Some((actor, credential)) = authenticated else {
         tracing::warn!(
             peer = req
                 .peer_addr()
@@ -262,9 +296,12 @@ pub async fn sign_in(
             Some("Sign-in failed: that is not a valid admin token."),
         ));
     };
-    let opened = store
+    let id = Store::new_console_session_id()?;
+    store
         .open_console_session(
+            &id,
             actor.as_str(),
+            &credential_of(id.token.expose(), &config, &credential),
             millis(config.console.session_lifetime_secs),
             millis(config.console.idle_timeout_secs),
         )
@@ -273,7 +310,7 @@ pub async fn sign_in(
         .insert_header((header::LOCATION, "/console"))
         .insert_header((
             header::SET_COOKIE,
-            set_cookie(&config, Some(opened.token.token.expose())),
+            set_cookie(&config, Some(id.token.expose())),
         ))
         .finish())
 }
@@ -304,6 +341,15 @@ mod tests {
         assert_ne!(a, csrf_token("deprov_session_b"));
         assert!(!a.contains("deprov_session_a"));
         assert_ne!(a, TokenHash::of("deprov_session_a").to_hex());
+    }
+
+    #[test]
+    fn a_configured_token_credential_is_bound_to_the_session_and_the_token() {
+        let a = configured_credential("deprov_session_a", "token-one");
+        assert!(a.starts_with("configured:"));
+        assert!(!a.contains("token-one"));
+        assert_ne!(a, configured_credential("deprov_session_b", "token-one"));
+        assert_ne!(a, configured_credential("deprov_session_a", "token-two"));
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id_hash: String,
     pub actor: String,
+    /// `admin_token:<id>` or `configured:<hash>` (see the migration).
+    pub credential: String,
     pub created_at: i64,
     pub last_seen_at: i64,
     pub expires_at: i64,

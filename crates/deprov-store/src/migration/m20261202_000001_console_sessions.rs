@@ -4,7 +4,7 @@
 //! PostgreSQL serves a signed-in operator. Only the SHA-256 of the random session id is
 //! kept: a copy of this table signs nobody in. A session ends at `expires_at` (absolute),
 //! or when unused for the idle timeout (measured from `last_seen_at`), or at sign-out,
-//! which deletes the row.
+//! which deletes the row, or when the admin token it was opened with stops being valid.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -23,6 +23,10 @@ impl MigrationTrait for Migration {
                 .col(string_len("id_hash", 64).primary_key())
                 // Who signed in, as written in the audit log (`admin:<token hint>`).
                 .col(string("actor"))
+                // The admin token signed in with: `admin_token:<id>` (the session ends when
+                // that token is revoked) or `configured:<hash>`, a hash of the configured
+                // token bound to the session id (it ends when DEPROV_ADMIN_TOKEN changes).
+                .col(string("credential"))
                 .col(big_integer("created_at"))
                 .col(big_integer("last_seen_at"))
                 .col(big_integer("expires_at"))
