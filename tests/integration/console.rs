@@ -492,7 +492,7 @@ db_test!(
                 )
                 .await?;
         }
-        let health = store.target_health(since).await?;
+        let health = store.target_health(since, since).await?;
         assert_eq!(health.len(), 1);
         let h = &health[0];
         assert_eq!(
@@ -501,10 +501,15 @@ db_test!(
         );
         assert!(h.last_success_at.is_some() && h.last_failure_at.is_some());
         assert_eq!(h.failure_rate(), Some(0.5));
-        // Outside the window: no attempts counted, the last times still known.
-        let later = store.target_health(now_millis() + 10_000).await?;
+        // Outside the rate window: no attempts counted, the last times still known.
+        let later = store.target_health(now_millis() + 10_000, since).await?;
         assert_eq!((later[0].attempts, later[0].failures), (0, 0));
         assert!(later[0].last_success_at.is_some());
+        // Outside both: not listed.
+        let nothing = store
+            .target_health(now_millis() + 10_000, now_millis() + 10_000)
+            .await?;
+        assert!(nothing.is_empty());
 
         let overview = browser.get("/console").await?;
         assert_eq!(overview.status, 200);

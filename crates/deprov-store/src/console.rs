@@ -41,9 +41,9 @@ pub struct TargetHealth {
     pub attempts: u64,
     /// Of those, attempts that did not deliver (any status but 200/204, or no answer).
     pub failures: u64,
-    /// The last successful attempt, ever.
+    /// The last successful attempt in the longer window.
     pub last_success_at: Option<i64>,
-    /// The last failed attempt, ever.
+    /// The last failed attempt in the longer window.
     pub last_failure_at: Option<i64>,
 }
 
@@ -232,9 +232,15 @@ impl Store {
         Ok(counts)
     }
 
-    /// Per target that was ever attempted: attempts and failures since `since`, and the
-    /// times of its last success and last failure.
-    pub async fn target_health(&self, since: i64) -> Result<Vec<TargetHealth>, StoreError> {
+    /// Per target attempted since `seen_since`: its attempts and failures since
+    /// `rate_since`, and its last success and last failure since `seen_since`. Both
+    /// windows are bounded, so the overview reads recent attempts only (through
+    /// `ix_attempts_time`), however long deprov has been running.
+    pub async fn target_health(
+        &self,
+        rate_since: i64,
+        seen_since: i64,
+    ) -> Result<Vec<TargetHealth>, StoreError> {
         let backend = self.reader().get_database_backend();
         let rows = self
             .reader()
@@ -242,12 +248,13 @@ impl Store {
                 backend,
                 format!(
                     "SELECT d.target_id AS target_id, \
-                     COUNT(CASE WHEN a.started_at >= {since} THEN 1 END) AS attempts, \
-                     COUNT(CASE WHEN a.started_at >= {since} AND a.outcome <> 'delivered' \
+                     COUNT(CASE WHEN a.started_at >= {rate_since} THEN 1 END) AS attempts, \
+                     COUNT(CASE WHEN a.started_at >= {rate_since} AND a.outcome <> 'delivered' \
                        THEN 1 END) AS failures, \
                      MAX(CASE WHEN a.outcome = 'delivered' THEN a.started_at END) AS last_success, \
                      MAX(CASE WHEN a.outcome <> 'delivered' THEN a.started_at END) AS last_failure \
                      FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id \
+                     WHERE a.started_at >= {seen_since} \
                      GROUP BY d.target_id"
                 ),
             ))

@@ -26,6 +26,8 @@ use crate::config::Config;
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 const PAGE: u64 = 50;
+/// How far back the last success and last failure of a target are looked for.
+const SEEN_DAYS: i64 = 30;
 
 /// `?offset=…&msg=…` of list pages.
 #[derive(Debug, Default, Deserialize)]
@@ -123,7 +125,7 @@ pub async fn overview(
         })
         .collect();
     let health: HashMap<String, deprov_store::console::TargetHealth> = store
-        .target_health(now - 7 * DAY_MS)
+        .target_health(now - 7 * DAY_MS, now - SEEN_DAYS * DAY_MS)
         .await?
         .into_iter()
         .map(|h| (h.target_id.clone(), h))
@@ -151,12 +153,12 @@ pub async fn overview(
                 (bar_chart(&by_day, &day_labels, "Events per day, last 7 days"))
             }
         }
-        h2 { "Targets " span.muted { "(failure rate over 7 days)" } }
+        h2 { "Targets" }
         @if targets.is_empty() {
             p.muted { "No target yet. " a href="/console/targets" { "Register one." } }
         } @else {
             table #target-health {
-                thead { tr { th { "Tenant" } th { "Client" } th { "State" } th { "Last success" } th { "Last failure" } th.num { "Attempts" } th.num { "Failure rate" } } }
+                thead { tr { th { "Tenant" } th { "Client" } th { "State" } th { "Last success (30 d)" } th { "Last failure (30 d)" } th.num { "Attempts (7 d)" } th.num { "Failure rate (7 d)" } } }
                 tbody {
                     @for rp in &targets {
                         @let h = health.get(&rp.id).cloned().unwrap_or_default();
@@ -558,7 +560,7 @@ pub async fn target(
     let (tenant, id) = path.into_inner();
     let rp = store.relying_party(&tenant, &id).await?;
     let health = store
-        .target_health(now_millis() - 7 * DAY_MS)
+        .target_health(now_millis() - 7 * DAY_MS, now_millis() - SEEN_DAYS * DAY_MS)
         .await?
         .into_iter()
         .find(|h| h.target_id == rp.id)
@@ -594,8 +596,8 @@ fn target_body(
             dt { "Requires sid" } dd { (rp.config.require_sid) }
             dt { "Groups" } dd { @if rp.groups.is_empty() { span.muted { "none" } } @else { (rp.groups.join(", ")) } }
             dt { "State" } dd { (badge(if rp.enabled { "enabled" } else { "disabled" })) }
-            dt { "Last success" } dd { (time_opt(health.last_success_at)) }
-            dt { "Last failure" } dd { (time_opt(health.last_failure_at)) }
+            dt { "Last success (30 days)" } dd { (time_opt(health.last_success_at)) }
+            dt { "Last failure (30 days)" } dd { (time_opt(health.last_failure_at)) }
             dt { "Failure rate (7 days)" } dd { (percent(health.failure_rate())) " of " (health.attempts) " attempts" }
             dt { "Registered" } dd { (time(rp.created_at)) ", updated " (time(rp.updated_at)) }
         }
@@ -693,7 +695,7 @@ pub async fn test_logout(
     let outcome = super::test_logout::send(&config, keys.get_ref().clone(), &rp).await;
     tracing::info!(actor = %session.actor, client_id = %rp.client_id, status = ?outcome.status, "console test logout sent");
     let health = store
-        .target_health(now_millis() - 7 * DAY_MS)
+        .target_health(now_millis() - 7 * DAY_MS, now_millis() - SEEN_DAYS * DAY_MS)
         .await?
         .into_iter()
         .find(|h| h.target_id == rp.id)

@@ -173,6 +173,16 @@ fn origin_ok(req: &HttpRequest, config: &Config) -> bool {
     origin == own
 }
 
+/// The refusal of a form from another origin; it names the expected one, since the usual
+/// cause is a console opened under another name than `public_url`.
+fn foreign_origin(config: &Config) -> ConsoleError {
+    ConsoleError::Forbidden(format!(
+        "this form was not sent from the console's own pages: open the console at {}/console \
+         (DEPROV_PUBLIC_URL)",
+        config.public_url()
+    ))
+}
+
 /// A form POSTed by a signed-in operator from a console page: session, origin and CSRF
 /// token checked before the form is parsed. Fails with 403 (and changes nothing) when the
 /// token or the origin is wrong, and sends the browser to sign-in without a session.
@@ -194,9 +204,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for CsrfForm<T> {
             let session = Session::load(&req).await?;
             let (config, _) = app_data(&req)?;
             if !origin_ok(&req, &config) {
-                return Err(ConsoleError::Forbidden(
-                    "this form was not sent from the console's own pages".to_owned(),
-                ));
+                return Err(foreign_origin(&config));
             }
             let bytes = bytes
                 .await
@@ -273,9 +281,7 @@ pub async fn sign_in(
 ) -> Result<HttpResponse, ConsoleError> {
     let (config, store) = app_data(&req)?;
     if !origin_ok(&req, &config) {
-        return Err(ConsoleError::Forbidden(
-            "this form was not sent from the console's own pages".to_owned(),
-        ));
+        return Err(foreign_origin(&config));
     }
     let presented = form.token.trim();
     let authenticated = if presented.is_empty() {

@@ -1,4 +1,4 @@
-//! Sessions of the web console.
+//! Sessions of the web console, and the indexes its overview reads.
 //!
 //! Stored in the database (not in process memory) so that any replica sharing one
 //! PostgreSQL serves a signed-in operator. Only the SHA-256 of the random session id is
@@ -13,6 +13,11 @@ pub struct Migration;
 
 const TABLE: &str = "console_sessions";
 const INDEX: &str = "ix_console_sessions_expiry";
+/// Events per hour and per day over the last week, across tenants (`ix_events_tenant_time`
+/// serves one tenant at a time).
+const EVENTS_TIME: &str = "ix_events_time";
+/// Attempts of the last days, for the health of each target.
+const ATTEMPTS_TIME: &str = "ix_attempts_time";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -40,10 +45,35 @@ impl MigrationTrait for Migration {
                 .col("expires_at")
                 .to_owned(),
         )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name(EVENTS_TIME)
+                .table("events")
+                .col("occurred_at")
+                .to_owned(),
+        )
+        .await?;
+        m.create_index(
+            Index::create()
+                .name(ATTEMPTS_TIME)
+                .table("delivery_attempts")
+                .col("started_at")
+                .to_owned(),
+        )
         .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
+        m.drop_index(
+            Index::drop()
+                .name(ATTEMPTS_TIME)
+                .table("delivery_attempts")
+                .to_owned(),
+        )
+        .await?;
+        m.drop_index(Index::drop().name(EVENTS_TIME).table("events").to_owned())
+            .await?;
         m.drop_table(Table::drop().table(TABLE).to_owned()).await
     }
 }
