@@ -623,6 +623,57 @@ db_test!(
         // Not a delivery: the outbox is empty.
         let (total, _) = store.list_deliveries(None, None, 10, 0).await?;
         assert_eq!(total, 0);
+        // Editing applies the checks of registration; a bad field changes nothing.
+        let bad = browser
+            .post(
+                "/console/targets/acme/wiki/edit",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("backchannel_logout_uri", "ftp://x"),
+                    ("subject", "externalId"),
+                    ("alg", "ES256"),
+                ],
+                None,
+            )
+            .await?;
+        assert_eq!(bad.status, 400, "{}", bad.text);
+        assert!(bad.text.contains("backchannel_logout_uri"), "{}", bad.text);
+        assert_eq!(
+            store.relying_party("acme", "wiki").await?.config.alg,
+            "EdDSA"
+        );
+        let page = browser
+            .post(
+                "/console/targets/acme/wiki/edit",
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("backchannel_logout_uri", rx.url.as_str()),
+                    ("subject", "externalId"),
+                    ("alg", "ES256"),
+                    ("require_sid", "true"),
+                    ("issuer", ""),
+                ],
+                None,
+            )
+            .await?;
+        assert_eq!(page.status, 303, "{}", page.text);
+        let edited = store.relying_party("acme", "wiki").await?;
+        assert_eq!(
+            (
+                edited.config.alg.as_str(),
+                edited.config.subject.as_str(),
+                edited.config.require_sid
+            ),
+            ("ES256", "externalId", true)
+        );
+        assert_eq!(edited.config.issuer, None);
+        // (Followed by the creation of the ES256 key it needs, by `system`.)
+        assert!(
+            audit_actions(&store)
+                .await?
+                .contains(&("admin:DEPROV_ADMIN_TOKEN".into(), "target.update".into()))
+        );
+
         // Removing takes the confirmation box; without it nothing changes.
         let page = browser
             .post(

@@ -2,7 +2,7 @@
 //!
 //! An operator signs in with an admin token ([`session`]) and gets the overview (queue,
 //! events per hour and per day, health of each target), event trails, targets (register,
-//! enable or disable, remove, send a test logout), dead letters (re-drive one or all),
+//! edit, enable or disable, remove, send a test logout), dead letters (re-drive one or all),
 //! tenants and their SCIM tokens, signing keys, and the audit log ([`pages`]). The pages
 //! read and change state through the same store and key-ring calls as the admin API and
 //! the CLI, and every change is audited as the signed-in admin.
@@ -158,6 +158,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/targets", web::get().to(p::targets))
             .route("/targets", web::post().to(p::add_target))
             .route("/targets/{tenant}/{rp}", web::get().to(p::target))
+            .route(
+                "/targets/{tenant}/{rp}/edit",
+                web::post().to(p::edit_target),
+            )
             .route(
                 "/targets/{tenant}/{rp}/enabled",
                 web::post().to(p::set_enabled),

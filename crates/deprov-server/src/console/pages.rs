@@ -48,6 +48,9 @@ fn message(code: Option<&str>) -> Option<&'static str> {
         "disabled" => "The target is disabled: nothing is sent to it.",
         "removed" => "The target is removed; its deliveries keep their record.",
         "added" => "The target is registered.",
+        "updated" => {
+            "The target's settings are saved; waiting deliveries use them at their next attempt."
+        }
         "revoked" => "The SCIM token is revoked.",
         _ => return None,
     })
@@ -621,7 +624,82 @@ fn target_body(
             }
         }
         p.muted { "A test logout is signed like a real one, for the synthetic subject deprov-console-test, and sent once; it is not a delivery and is not retried." }
+        h2 { "Edit" }
+        form.stack #edit method="post" action={ (base) "/edit" } {
+            (csrf_field(session))
+            label for="uri" { "Back-channel logout URI" }
+            input #uri name="backchannel_logout_uri" type="url" required value=(rp.config.backchannel_logout_uri);
+            label for="subject" { "Subject (SCIM attribute that becomes sub)" }
+            input #subject name="subject" required value=(rp.config.subject);
+            label for="alg" { "Signing algorithm" }
+            select #alg name="alg" {
+                @for alg in ["RS256", "ES256", "EdDSA"] {
+                    option selected[rp.config.alg == alg] { (alg) }
+                }
+            }
+            label { input type="checkbox" name="require_sid" value="true" checked[rp.config.require_sid]; " requires sid" }
+            label for="issuer" { "Issuer (empty: deprov's public URL)" }
+            input #issuer name="issuer" value=(rp.config.issuer.as_deref().unwrap_or(""));
+            label for="kid" { "Key id (empty: the algorithm's default key)" }
+            input #kid name="kid" value=(rp.config.kid.as_deref().unwrap_or(""));
+            button type="submit" { "Save" }
+        }
     }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EditTargetForm {
+    backchannel_logout_uri: String,
+    subject: String,
+    alg: String,
+    #[serde(default)]
+    require_sid: Option<String>,
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// `POST /console/targets/{tenant}/{rp}/edit`: the checks of registration, applied to the
+/// new settings; client_id, groups and state are kept.
+pub async fn edit_target(
+    store: web::Data<Store>,
+    config: web::Data<Config>,
+    keys: web::Data<Arc<KeyRing>>,
+    path: web::Path<(String, String)>,
+    CsrfForm { session, form }: CsrfForm<EditTargetForm>,
+) -> Result<HttpResponse, ConsoleError> {
+    let (tenant, id) = path.into_inner();
+    let rp = store.relying_party(&tenant, &id).await?;
+    let settings = RelyingPartyRequest {
+        client_id: rp.client_id.clone(),
+        backchannel_logout_uri: form.backchannel_logout_uri,
+        subject: form.subject,
+        groups: rp.groups.clone(),
+        alg: form.alg,
+        require_sid: form.require_sid.as_deref() == Some("true"),
+        issuer: non_empty(form.issuer),
+        kid: non_empty(form.kid),
+        enabled: rp.enabled,
+    }
+    .validate(&config)
+    .map_err(|e| ConsoleError::BadRequest(e.to_string()))?;
+    let alg = settings.alg;
+    let updated = store
+        .update_relying_party(&tenant, &rp.id, &settings, &session.actor)
+        .await?;
+    if updated.config.kid.is_none() {
+        keys.ensure_key(alg).await?;
+    }
+    Ok(see_other(&format!(
+        "/console/targets/{}/{}?msg=updated",
+        seg(&updated.tenant),
+        seg(&updated.id)
+    )))
 }
 
 #[derive(Debug, Deserialize)]
