@@ -100,6 +100,7 @@ test('an operator follows a SCIM deactivation from the overview to its trail and
   await signIn(page, 'not-the-admin-token-but-long-enough-0123456789');
   assert.match(new URL(page.url()).pathname, /^\/console\/login$/);
   assert.match(await page.textContent('.flash'), /not a valid admin token/);
+  await page.screenshot({ path: join(SHOTS, 'sign-in-refused.png') });
 
   // The right one opens the overview, which shows the dead letter and the event.
   await signIn(page);
@@ -136,6 +137,8 @@ test('an operator follows a SCIM deactivation from the overview to its trail and
     form: { nothing: 'here' }, maxRedirects: 0,
   });
   assert.equal(forged.status(), 403, await forged.text());
+  await page.setContent(await forged.text());
+  await page.screenshot({ path: join(SHOTS, 'csrf-refused.png') });
   const forgedWrong = await context.request.post(`${d.url}/console/deliveries/${settled.deliveries[0].id}/retry`, {
     form: { csrf: 'f'.repeat(64) }, maxRedirects: 0,
   });

@@ -247,20 +247,21 @@ pub struct SignInQuery {
 }
 
 fn sign_in_page(status: actix_web::http::StatusCode, message: Option<&str>) -> HttpResponse {
+    let failed = status.is_client_error();
     let body = page_bare(
         "Sign in",
         html! {
             main.signin {
                 h1 { "deprov console" }
                 @if let Some(m) = message {
-                    p.flash { (m) }
+                    p.flash.error[failed] { (m) }
                 }
                 form method="post" action="/console/login" {
                     label for="token" { "Admin token" }
                     input #token type="password" name="token" autocomplete="off" required autofocus;
                     button type="submit" { "Sign in" }
                 }
-                p.muted { "Use DEPROV_ADMIN_TOKEN or a deprov_admin_… token (deprov admin-token issue)." }
+                p.muted { "The admin API's token: DEPROV_ADMIN_TOKEN, or a deprov_admin_… token (printed on first start, or issued with POST /admin/v1/admin-tokens)." }
             }
         },
     );
