@@ -2,9 +2,10 @@
 //!
 //! The test re-runs its own binary as a child process (the `child_writer` test, which does
 //! nothing unless `DEPROV_DURABILITY_CHILD_URL` is set). The child commits tenants one by
-//! one and reports each commit on stdout only after `commit()` returned; the parent kills it
-//! with SIGKILL mid-stream, reopens the database and checks that every reported commit is
-//! there. On SQLite this exercises WAL with `synchronous = FULL`; on PostgreSQL, its commit.
+//! from sixteen tasks at once and reports each commit on stdout only after `commit()`
+//! returned; the parent kills it with SIGKILL mid-stream, reopens the database and checks
+//! that every reported commit is there. On SQLite this exercises batched transactions
+//! (write_batch.rs) and group fsync of the WAL (wal_sync.rs); on PostgreSQL, its commit.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -22,10 +23,21 @@ async fn child_writer() -> anyhow::Result<()> {
         return Ok(());
     };
     let store = Store::open(&DatabaseLocation::parse(&url)?).await?;
-    for i in 0..100_000 {
-        let name = TenantName::parse(&format!("t{i}"))?;
-        store.create_tenant(&name, "durability-test").await?;
-        println!("committed {name}");
+    // Sixteen writers at once, so that on SQLite the kill lands among batched commits.
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..16 {
+        let store = store.clone();
+        writers.spawn(async move {
+            for i in 0..100_000 {
+                let name = TenantName::parse(&format!("w{w}-t{i}"))?;
+                store.create_tenant(&name, "durability-test").await?;
+                println!("committed {name}");
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done??;
     }
     Ok(())
 }
@@ -58,7 +70,7 @@ async fn killed_writer_loses_no_commit(backend: Backend) -> anyhow::Result<()> {
         let line = line?;
         if let Some(name) = line.strip_prefix("committed ") {
             reported.push(name.to_owned());
-            if reported.len() == 40 {
+            if reported.len() == 400 {
                 // SIGKILL: no destructor, no flush, no orderly close.
                 child.kill()?;
                 break;
@@ -67,7 +79,7 @@ async fn killed_writer_loses_no_commit(backend: Backend) -> anyhow::Result<()> {
     }
     child.wait()?;
     anyhow::ensure!(
-        reported.len() == 40,
+        reported.len() == 400,
         "child stopped early after {} commits",
         reported.len()
     );

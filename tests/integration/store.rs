@@ -69,12 +69,88 @@ db_test!(
 );
 
 db_test!(
+    concurrent_writes_commit_alone_or_fail_alone,
+    |store: Store, _url| async move {
+        // 40 writers at once: 30 distinct tenants, and 10 that all want the name "dup".
+        // On SQLite they share transactions (write_batch.rs); each still commits or fails on
+        // its own.
+        let before = store.write_batches().await;
+        let mut writers = tokio::task::JoinSet::new();
+        for i in 0..40 {
+            let store = store.clone();
+            let n = if i < 30 {
+                format!("t{i}")
+            } else {
+                "dup".to_owned()
+            };
+            writers.spawn(async move {
+                store
+                    .create_tenant(&name(&n)?, "test")
+                    .await
+                    .map(|_| ())
+                    .map_err(anyhow::Error::from)
+            });
+        }
+        // A write abandoned halfway, among them: it leaves nothing and blocks no one.
+        let abandoned = store.begin_write().await?;
+        abandoned
+            .execute_unprepared(
+                "INSERT INTO tenants (id, name, created_at) VALUES ('abandoned', 'abandoned', 0)",
+            )
+            .await?;
+        drop(abandoned);
+        let (mut ok, mut conflicts) = (0, 0);
+        while let Some(result) = writers.join_next().await {
+            match result? {
+                Ok(()) => ok += 1,
+                Err(e) if matches!(e.downcast_ref(), Some(StoreError::Conflict(_))) => {
+                    conflicts += 1
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        assert_eq!((ok, conflicts), (31, 9));
+        let mut names: Vec<String> = store
+            .list_tenants()
+            .await?
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 31);
+        assert!(names.contains(&"dup".to_owned()) && !names.contains(&"abandoned".to_owned()));
+        // Every tenant's first token came with it, and no token of a failed write.
+        for n in &names {
+            assert_eq!(store.list_scim_tokens(n).await?.len(), 1, "tokens of {n}");
+        }
+        if store.backend() == deprov_store::Backend::Sqlite {
+            let batches = store.write_batches().await - before;
+            assert!(
+                batches < 41,
+                "41 writes in {batches} batches: no write was batched"
+            );
+        }
+        // And the store goes on writing.
+        store.create_tenant(&name("after")?, "test").await?;
+        Ok(())
+    }
+);
+
+db_test!(
     revoked_tokens_stop_working_and_others_keep_working,
     |store: Store, _url| async move {
         let acme = store.create_tenant(&name("acme")?, "test").await?;
         let (second, second_token) = store
             .issue_scim_token("acme", Some("rotation"), "test")
             .await?;
+        // Authenticated (and so remembered for a moment) just before the revocation: the
+        // revocation still takes effect at once in this process.
+        assert!(
+            store
+                .authenticate_scim("acme", acme.token.token.expose())
+                .await?
+                .is_some()
+        );
         store
             .revoke_scim_token("acme", &acme.token_id, "test")
             .await?;

@@ -9,7 +9,7 @@ use deprov_core::token::looks_like;
 use deprov_core::{IssuedToken, TokenHash, TokenKind};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, Set, Statement, TransactionTrait,
+    QueryFilter, QueryOrder, Set, Statement,
 };
 use serde_json::json;
 
@@ -67,7 +67,7 @@ impl Store {
         actor: &str,
     ) -> Result<(AdminToken, IssuedToken), StoreError> {
         let token = IssuedToken::generate(TokenKind::Admin).map_err(token_error)?;
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let model = insert(&txn, &token, label, actor).await?;
         self.commit(txn).await?;
         Ok((model, token))
@@ -77,7 +77,7 @@ impl Store {
     /// `DEPROV_ADMIN_TOKEN`, or after every admin token was revoked). Returns `None` when a
     /// live token exists, including one another replica created a moment before.
     pub async fn ensure_first_admin_token(&self) -> Result<Option<IssuedToken>, StoreError> {
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         if self.backend() == Backend::Postgres {
             txn.execute_raw(Statement::from_sql_and_values(
                 DatabaseBackend::Postgres,
@@ -115,7 +115,7 @@ impl Store {
         id: &str,
         actor: &str,
     ) -> Result<AdminToken, StoreError> {
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let found = admin_token::Entity::find_by_id(id.to_owned())
             .one(&txn)
             .await?

@@ -26,8 +26,11 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 use crate::StoreError;
+use crate::auth_cache::AuthCache;
 use crate::migration::Migrator;
 use crate::wal_sync::WalSync;
+use crate::write_batch::{WriteBatcher, WriteTxn};
+use sea_orm::TransactionTrait as _;
 
 /// Where the data lives, parsed from a database URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -122,6 +125,9 @@ pub struct Store {
     outbox_wake: Arc<Notify>,
     /// SQLite only: makes commits durable, sharing fsyncs between concurrent writers.
     wal_sync: Option<Arc<WalSync>>,
+    pub(crate) auth_cache: Arc<AuthCache>,
+    /// SQLite only: concurrent writes share a transaction (see write_batch.rs).
+    write_batch: Option<Arc<WriteBatcher>>,
 }
 
 /// How long a connection waits for another's lock before giving up (SQLite `busy_timeout`,
@@ -158,6 +164,8 @@ impl Store {
                     location: redacted,
                     outbox_wake: Arc::default(),
                     wal_sync: Some(Arc::new(WalSync::for_database(path))),
+                    auth_cache: Arc::default(),
+                    write_batch: Some(Arc::new(WriteBatcher::new())),
                 })
             }
             DatabaseLocation::Postgres(url) => {
@@ -188,6 +196,8 @@ impl Store {
                     location: redacted,
                     outbox_wake: Arc::default(),
                     wal_sync: None,
+                    auth_cache: Arc::default(),
+                    write_batch: None,
                 })
             }
         }
@@ -238,10 +248,20 @@ impl Store {
         self.outbox_wake.clone()
     }
 
-    /// Commits `txn` durably: on SQLite, returns only once an fsync of the WAL that
-    /// started after the commit has completed (shared with concurrent committers); on
-    /// PostgreSQL, its commit already is (and groups commits itself).
-    pub async fn commit(&self, txn: sea_orm::DatabaseTransaction) -> Result<(), StoreError> {
+    /// Starts a write transaction. On SQLite it joins the batch of concurrent writes (see
+    /// write_batch.rs): hold it briefly, and never start another write while holding one.
+    pub async fn begin_write(&self) -> Result<WriteTxn, StoreError> {
+        Ok(match &self.write_batch {
+            Some(batcher) => batcher.begin(&self.writer).await?,
+            None => WriteTxn::plain(self.writer.begin().await?),
+        })
+    }
+
+    /// Commits `txn` durably: on SQLite, returns only once its batch is committed and an
+    /// fsync of the WAL that started after that commit has completed (shared with
+    /// concurrent committers); on PostgreSQL, its commit already is (and groups commits
+    /// itself).
+    pub async fn commit(&self, txn: WriteTxn) -> Result<(), StoreError> {
         txn.commit().await?;
         self.durable().await
     }
@@ -257,6 +277,15 @@ impl Store {
             })?;
         }
         Ok(())
+    }
+
+    /// How many batches of writes have been committed (SQLite; 0 on PostgreSQL), for
+    /// tests and metrics.
+    pub async fn write_batches(&self) -> u64 {
+        match &self.write_batch {
+            Some(b) => b.commits().await,
+            None => 0,
+        }
     }
 
     /// How many fsyncs group commit has performed (SQLite), for tests and metrics.

@@ -17,7 +17,7 @@ use deprov_core::SigningAlgorithm;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait,
+    QueryOrder, Set,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -176,7 +176,7 @@ impl Store {
         actor: &str,
     ) -> Result<StoredSigningKey, StoreError> {
         let now = now_millis();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let stored = insert(&txn, &key, now).await?;
         let action = match key.source {
             KeySource::Generated => "signing_key.create",
@@ -214,7 +214,7 @@ impl Store {
             ));
         }
         let now = now_millis();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let current = signing_key::Entity::find()
             .filter(active_generated(new.alg))
             .all(&txn)
@@ -274,7 +274,7 @@ impl Store {
         kid: &str,
         actor: &str,
     ) -> Result<StoredSigningKey, StoreError> {
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let found = signing_key::Entity::find_by_id(kid.to_owned())
             .one(&txn)
             .await?
@@ -309,7 +309,7 @@ impl Store {
         kid: &str,
         actor: &str,
     ) -> Result<(), StoreError> {
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let found = signing_key::Entity::find_by_id(kid.to_owned())
             .one(&txn)
             .await?

@@ -7,6 +7,7 @@
 
 pub mod admin_tokens;
 pub mod audit;
+mod auth_cache;
 mod connect;
 pub mod console;
 pub mod entity;
@@ -22,7 +23,10 @@ pub mod tenants;
 pub mod testing;
 mod time;
 mod wal_sync;
+mod write_batch;
 
+pub use auth_cache::AUTH_CACHE_TTL;
 pub use connect::{Backend, DatabaseLocation, Store};
 pub use error::StoreError;
 pub use time::now_millis;
+pub use write_batch::WriteTxn;

@@ -4,10 +4,7 @@
 //! transaction.
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::json;
 
 use crate::audit::{self, AuditRecord};
@@ -53,7 +50,7 @@ impl Store {
         }
         let tenant = self.tenant(tenant_name).await?;
         let now = now_millis();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         target::Entity::update_many()
             .col_expr(target::Column::Enabled, Expr::value(enabled))
             .col_expr(target::Column::UpdatedAt, Expr::value(now))
@@ -156,7 +153,7 @@ impl Store {
     /// deliveries). Anything else is a [`StoreError::Conflict`].
     pub async fn cancel_delivery(&self, id: &str, actor: &str) -> Result<Delivery, StoreError> {
         let now = now_millis();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let found = delivery::Entity::find_by_id(id.to_owned())
             .one(&txn)
             .await?

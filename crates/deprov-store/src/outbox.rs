@@ -23,7 +23,7 @@ use deprov_core::scim::EventKind;
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -251,7 +251,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let now = now_millis();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         // Oldest due first, read from the partial index ix_deliveries_waiting so that a claim
         // reads a few index rows and stops, however many deliveries wait. The statuses are
         // literals: only then can a planner match the index's WHERE. SQLite is told the
@@ -368,7 +368,7 @@ impl Store {
         last_error: Option<String>,
     ) -> Result<bool, StoreError> {
         let now = now_millis();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let current = delivery::Entity::find_by_id(delivery_id.to_owned())
             .one(&txn)
             .await?
@@ -472,7 +472,7 @@ impl Store {
         actor: &str,
     ) -> Result<u64, StoreError> {
         let now = now_millis();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let mut update = delivery::Entity::update_many()
             .col_expr(delivery::Column::Status, Expr::value(RETRYING))
             .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))

@@ -2,9 +2,7 @@
 //! OpenID Connect back-channel logouts; the table is shared with later target kinds.
 
 use deprov_core::{SigningAlgorithm, SubjectMapping};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -86,7 +84,7 @@ impl Store {
             serde_json::to_value(&config).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
         let now = now_millis();
         let id = uuid::Uuid::now_v7().to_string();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let model = target::ActiveModel {
             id: Set(id.clone()),
             tenant_id: Set(tenant.id.clone()),
@@ -214,7 +212,7 @@ impl Store {
                 ))
             })?;
         let tenant = self.tenant(tenant_name).await?;
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         target::Entity::delete_by_id(existing.id.clone())
             .exec(&txn)
             .await?;

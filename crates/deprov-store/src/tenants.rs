@@ -4,7 +4,6 @@ use deprov_core::token::looks_like;
 use deprov_core::{IssuedToken, TenantName, TokenHash, TokenKind};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
 };
 use serde_json::json;
 
@@ -41,7 +40,7 @@ impl Store {
     ) -> Result<CreatedTenant, StoreError> {
         let token = IssuedToken::generate(TokenKind::Scim).map_err(token_error)?;
         let now = now_millis();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let tenant = tenant::ActiveModel {
             id: Set(new_id()),
             name: Set(name.to_string()),
@@ -123,7 +122,7 @@ impl Store {
     ) -> Result<(ScimToken, IssuedToken), StoreError> {
         let tenant = self.tenant(tenant_name).await?;
         let token = IssuedToken::generate(TokenKind::Scim).map_err(token_error)?;
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let id = insert_token(&txn, &tenant.id, &token, label).await?;
         audit::record(
             &txn,
@@ -163,7 +162,7 @@ impl Store {
         actor: &str,
     ) -> Result<ScimToken, StoreError> {
         let tenant = self.tenant(tenant_name).await?;
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let found = scim_token::Entity::find_by_id(token_id.to_owned())
             .filter(scim_token::Column::TenantId.eq(tenant.id.clone()))
             .one(&txn)
@@ -191,6 +190,9 @@ impl Store {
         )
         .await?;
         self.commit(txn).await?;
+        // After the commit: a request authenticating meanwhile may have remembered the
+        // token as it was.
+        self.auth_cache.clear();
         Ok(updated)
     }
 
@@ -205,8 +207,12 @@ impl Store {
             return Ok(None);
         }
         let hash = TokenHash::of(presented);
+        let hash_hex = hash.to_hex();
+        if let Some(tenant) = self.auth_cache.get(&hash_hex) {
+            return Ok((tenant.name == tenant_name).then_some(tenant));
+        }
         let Some(stored) = scim_token::Entity::find()
-            .filter(scim_token::Column::TokenHash.eq(hash.to_hex()))
+            .filter(scim_token::Column::TokenHash.eq(hash_hex.clone()))
             .one(self.reader())
             .await?
         else {
@@ -216,10 +222,14 @@ impl Store {
         if stored.revoked_at.is_some() || !stored_hash.is_some_and(|h| h.matches(&hash)) {
             return Ok(None);
         }
-        let tenant = tenant::Entity::find_by_id(stored.tenant_id)
+        let Some(tenant) = tenant::Entity::find_by_id(stored.tenant_id)
             .one(self.reader())
-            .await?;
-        Ok(tenant.filter(|t| t.name == tenant_name))
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.auth_cache.put(hash_hex, tenant.clone());
+        Ok((tenant.name == tenant_name).then_some(tenant))
     }
 }
 

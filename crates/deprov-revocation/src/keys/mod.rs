@@ -8,6 +8,7 @@
 //!   overlap, published as a JWKS, and handed out for signing.
 
 mod jwk;
+mod jws_provider;
 mod kek;
 mod ring;
 mod signing_key;

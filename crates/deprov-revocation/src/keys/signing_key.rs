@@ -2,8 +2,8 @@
 //! PEM, export as PKCS#8 PEM, the public JWK and the `kid`.
 //!
 //! A key is held as its PKCS#8 PEM (the form stored, encrypted, and the form jsonwebtoken
-//! reads), plus the jsonwebtoken [`EncodingKey`] built from it once, so signing a token
-//! parses nothing.
+//! reads), plus the jsonwebtoken [`EncodingKey`] built from it once, whose signer
+//! ([`super::jws_provider`]) is parsed once too, so signing a token parses nothing.
 
 use std::fmt;
 
@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 
 use super::KeyError;
 use super::jwk::PublicJwk;
+use super::jws_provider::{self, ParsedKey};
 
 /// The modulus size of generated RSA keys. RFC 7518 §3.3 requires at least 2048 bits.
 pub const RSA_BITS: usize = 2048;
@@ -88,11 +89,14 @@ impl SigningKey {
         let invalid = |e: &dyn fmt::Display| {
             KeyError::InvalidKey(format!("not a PKCS#8 {} key: {e}", family(alg)))
         };
-        let (jwk, encoding) = match alg {
+        let (jwk, encoding, parsed) = match alg {
             SigningAlgorithm::RS256 => {
                 let key = <rsa::PrivateKey as pkcs8::DecodePrivateKey>::from_pkcs8_pem(pem)
                     .map_err(|e| invalid(&e))?;
                 check_rsa_size(&key)?;
+                let parsed = pkcs8::EncodePrivateKey::to_pkcs8_der(&key)
+                    .ok()
+                    .and_then(|der| ParsedKey::rsa(der.as_bytes()));
                 let jwk = PublicJwk {
                     kty: "RSA".into(),
                     kid: String::new(),
@@ -104,12 +108,13 @@ impl SigningKey {
                     x: None,
                     y: None,
                 };
-                (jwk, EncodingKey::from_rsa_pem(pem.as_bytes()))
+                (jwk, EncodingKey::from_rsa_pem(pem.as_bytes()), parsed)
             }
             SigningAlgorithm::ES256 => {
                 let key = <p256::SecretKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_pem(pem)
                     .map_err(|e| invalid(&e))?;
                 let point = key.public_key().to_sec1_point(false);
+                let parsed = ParsedKey::p256(&Zeroizing::new(key.to_bytes()), point.as_bytes());
                 let (Some(x), Some(y)) = (point.x(), point.y()) else {
                     return Err(KeyError::InvalidKey(
                         "the P-256 public key has no affine coordinates".into(),
@@ -126,11 +131,15 @@ impl SigningKey {
                     x: Some(b64(x)),
                     y: Some(b64(y)),
                 };
-                (jwk, EncodingKey::from_ec_pem(pem.as_bytes()))
+                (jwk, EncodingKey::from_ec_pem(pem.as_bytes()), parsed)
             }
             SigningAlgorithm::EdDSA => {
                 let key =
                     ed25519_dalek::SigningKey::from_pkcs8_pem(pem).map_err(|e| invalid(&e))?;
+                let parsed = ParsedKey::ed25519(
+                    &Zeroizing::new(key.to_bytes())[..],
+                    key.verifying_key().as_bytes(),
+                );
                 let jwk = PublicJwk {
                     kty: "OKP".into(),
                     kid: String::new(),
@@ -142,11 +151,14 @@ impl SigningKey {
                     x: Some(b64(key.verifying_key().as_bytes())),
                     y: None,
                 };
-                (jwk, EncodingKey::from_ed_pem(pem.as_bytes()))
+                (jwk, EncodingKey::from_ed_pem(pem.as_bytes()), parsed)
             }
         };
         let encoding = encoding
             .map_err(|e| KeyError::InvalidKey(format!("jsonwebtoken refused the key: {e}")))?;
+        if let Some(parsed) = parsed {
+            jws_provider::register(&encoding, parsed);
+        }
         let kid = jwk
             .thumbprint()
             .ok_or_else(|| KeyError::InvalidKey("incomplete public key".into()))?;

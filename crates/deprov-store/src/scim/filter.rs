@@ -8,9 +8,10 @@
 //! `json_each`) and the `jsonb` operators on PostgreSQL (`->`, `#>>`, `jsonb_typeof`,
 //! `jsonb_array_elements`).
 //!
-//! Every predicate this module writes is two-valued: a missing attribute makes a comparison
-//! false, never SQL `NULL`, so `not (title eq "x")` matches resources without a `title`
-//! while `title ne "x"` needs a title that differs. Every JSON value is type-checked before
+//! Every filter this module writes is two-valued: a missing attribute makes a comparison
+//! false (SQL `NULL` is turned into false under `NOT`, the only place it would differ), so
+//! `not (title eq "x")` matches resources without a `title` while `title ne "x"` needs a
+//! title that differs. Every JSON value is type-checked before
 //! it is compared (a string attribute holding a number does not match `eq "5"`), and the
 //! checks live in `CASE` expressions so that no stored value can make a query fail.
 //!
@@ -231,7 +232,10 @@ impl Compiler<'_> {
             Filter::Or(a, b) => {
                 format!("({} OR {})", self.filter(a, scope)?, self.filter(b, scope)?)
             }
-            Filter::Not(a) => format!("(NOT {})", self.filter(a, scope)?),
+            // The one place where SQL's `NULL` (an absent value) must become false: below a
+            // `NOT`. Elsewhere `NULL` already acts as false (in `AND`, `OR`, `WHERE`, `EXISTS`
+            // and `CASE WHEN`), and a bare comparison lets the database use its indexes.
+            Filter::Not(a) => format!("(NOT (({}) IS TRUE))", self.filter(a, scope)?),
             Filter::Compare { attr, op, value } => {
                 self.with_attr(attr, scope, &mut |c, operand, attr| {
                     c.compare(operand, attr, *op, value)
@@ -595,7 +599,7 @@ impl Compiler<'_> {
             }
             Operand::Json(j) => self.compare_json(j, attr, op, value, &name)?,
         };
-        Ok(format!("(({cond}) IS TRUE)"))
+        Ok(format!("({cond})"))
     }
 
     fn compare_json(

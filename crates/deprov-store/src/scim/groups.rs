@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use deprov_core::scim::{
     EventKind, ListQuery, MemberKind, MemberRef, MembershipChange, ResourceKind,
 };
-use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult};
 use tracing::instrument;
 
 use super::events::{NewEvent, record_events, snapshot};
@@ -313,7 +313,7 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         validate_members(&txn, backend, &ctx.tenant_id, None, &members).await?;
         let mut sql = Sql::new(backend);
         let values = [
@@ -389,7 +389,7 @@ impl Store {
         change: MembershipChange,
     ) -> Result<GroupRecord, StoreError> {
         let backend = self.backend();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let old = lock_group(&txn, backend, &ctx.tenant_id, id)
             .await?
             .ok_or_else(|| not_found(id))?;
@@ -464,7 +464,7 @@ impl Store {
         expected_version: Option<i64>,
     ) -> Result<(), StoreError> {
         let backend = self.backend();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let old = lock_group(&txn, backend, &ctx.tenant_id, id)
             .await?
             .ok_or_else(|| not_found(id))?;

@@ -8,7 +8,12 @@ use super::sql::Sql;
 use crate::{Backend, Store, StoreError};
 
 /// `total` (every match, RFC 7644 §3.4.2 `totalResults`) and the requested page of rows of
-/// `table`, counted and read in one read-only transaction so that both see the same data.
+/// `table`, both from one snapshot of the data.
+///
+/// A filtered list (what identity providers send: `userName eq "…"` before every create)
+/// is one statement that counts with a window function, so it costs one round trip. An
+/// unfiltered list counts and reads in one read-only transaction instead, because the
+/// window would read every row of the tenant to return one page.
 pub(crate) async fn list_rows<M: FromQueryResult>(
     store: &Store,
     table: &'static str,
@@ -33,9 +38,7 @@ pub(crate) async fn list_rows<M: FromQueryResult>(
         "SELECT COUNT(*) AS n FROM {table} {ROW} WHERE {cond}"
     ));
 
-    let page = if query.count == 0 {
-        None
-    } else {
+    let page = |total_column: &str| -> Result<Sql, StoreError> {
         let mut sql = Sql::new(backend);
         let cond = condition(&mut sql)?;
         let order = filter::order_by(&mut sql, kind, query.sort_by.as_ref(), query.sort_order)?;
@@ -43,11 +46,36 @@ pub(crate) async fn list_rows<M: FromQueryResult>(
         let offset =
             sql.bind(i64::try_from(query.start_index.saturating_sub(1)).unwrap_or(i64::MAX));
         sql.push(&format!(
-            "SELECT {ROW}.* FROM {table} {ROW} WHERE {cond} ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+            "SELECT {ROW}.*{total_column} FROM {table} {ROW} WHERE {cond} \
+             ORDER BY {order} LIMIT {limit} OFFSET {offset}"
         ));
-        Some(sql)
+        Ok(sql)
     };
 
+    if query.count > 0 && query.filter.is_some() {
+        let rows = store
+            .reader()
+            .query_all_raw(page(", COUNT(*) OVER () AS total_n")?.build())
+            .await?;
+        if let Some(first) = rows.first() {
+            let total = first.try_get::<i64>("", "total_n")?;
+            let records = rows
+                .iter()
+                .map(|row| M::from_query_result(row, ""))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok((u64::try_from(total).unwrap_or(0), records));
+        }
+        // No row: nothing matches, or the page starts past the end (then only the count
+        // is wanted, and a count alone is consistent with itself).
+        let total = count_of(store.reader(), count).await?;
+        return Ok((total, Vec::new()));
+    }
+
+    let page = if query.count == 0 {
+        None
+    } else {
+        Some(page("")?)
+    };
     let txn = match backend {
         Backend::Postgres => {
             store
@@ -61,16 +89,21 @@ pub(crate) async fn list_rows<M: FromQueryResult>(
         // A SQLite transaction reads one snapshot of the WAL from its first read on.
         Backend::Sqlite => store.reader().begin().await?,
     };
-    let total = txn
-        .query_one_raw(count.build())
-        .await?
-        .map(|row| row.try_get::<i64>("", "n"))
-        .transpose()?
-        .unwrap_or(0);
+    let total = count_of(&txn, count).await?;
     let rows = match page {
         Some(sql) => M::find_by_statement(sql.build()).all(&txn).await?,
         None => Vec::new(),
     };
     txn.commit().await?;
-    Ok((u64::try_from(total).unwrap_or(0), rows))
+    Ok((total, rows))
+}
+
+async fn count_of(db: &impl ConnectionTrait, count: Sql) -> Result<u64, StoreError> {
+    let n = db
+        .query_one_raw(count.build())
+        .await?
+        .map(|row| row.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0);
+    Ok(u64::try_from(n).unwrap_or(0))
 }

@@ -1,7 +1,7 @@
 //! SCIM users (RFC 7644 §3.3, §3.4.1, §3.5.1, §3.6) and the events their changes cause.
 
 use deprov_core::scim::{EventKind, ListQuery, ResourceKind, activity_transition};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult};
 use tracing::instrument;
 
 use super::events::{NewEvent, record_event, snapshot};
@@ -238,7 +238,7 @@ impl Store {
         write: UserWrite,
     ) -> Result<(UserRecord, CreateOutcome), StoreError> {
         let backend = self.backend();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let found = lock_match(&txn, backend, &ctx.tenant_id, &write).await?;
         let mut deliveries = 0;
         let (model, outcome) = match found {
@@ -291,7 +291,7 @@ impl Store {
         write: UserWrite,
     ) -> Result<UserRecord, StoreError> {
         let backend = self.backend();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let old = lock_user(&txn, backend, &ctx.tenant_id, id)
             .await?
             .ok_or_else(|| not_found(id))?;
@@ -314,7 +314,7 @@ impl Store {
         expected_version: Option<i64>,
     ) -> Result<(), StoreError> {
         let backend = self.backend();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let old = lock_user(&txn, backend, &ctx.tenant_id, id)
             .await?
             .ok_or_else(|| not_found(id))?;
