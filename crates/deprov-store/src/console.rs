@@ -11,7 +11,6 @@ use deprov_core::{IssuedToken, TokenHash, TokenKind};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, Statement,
-    TransactionTrait,
 };
 use serde_json::json;
 
@@ -77,7 +76,7 @@ impl Store {
         idle_ms: i64,
     ) -> Result<ConsoleSession, StoreError> {
         let now = now_millis();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         purge_expired(&txn, now, idle_ms).await?;
         let session = console_session::ActiveModel {
             id_hash: Set(token.hash.to_hex()),
@@ -170,7 +169,7 @@ impl Store {
     /// nothing and writes nothing.
     pub async fn close_console_session(&self, presented: &str) -> Result<bool, StoreError> {
         let hash = TokenHash::of(presented).to_hex();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         let Some(found) = console_session::Entity::find_by_id(hash.clone())
             .one(&txn)
             .await?

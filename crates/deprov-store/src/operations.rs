@@ -109,7 +109,7 @@ impl Store {
             serde_json::to_value(&config).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
         let tenant = self.tenant(tenant_name).await?;
         let now = now_millis();
-        let txn = self.writer().begin().await?;
+        let txn = self.begin_write().await?;
         target::Entity::update_many()
             .col_expr(target::Column::Config, Expr::value(config_json))
             .col_expr(target::Column::UpdatedAt, Expr::value(now))
