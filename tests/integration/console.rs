@@ -750,3 +750,41 @@ db_test!(
         app.stop().await
     }
 );
+
+db_test!(
+    every_console_form_refuses_a_post_without_its_csrf_token,
+    |store: Store, _url| async move {
+        let app = start(store.clone(), |_| {}).await?;
+        let (_, browser) = Browser::sign_in(&app, ADMIN).await?;
+        let browser = browser.ok_or_else(|| anyhow::anyhow!("no cookie"))?;
+        let audit_before = audit_actions(&store).await?.len();
+        // Every POST route of the console but sign-in (which has no session to bind to).
+        for path in [
+            "/console/logout",
+            "/console/dead-letters/retry-all",
+            "/console/deliveries/x/retry",
+            "/console/targets",
+            "/console/targets/acme/x/edit",
+            "/console/targets/acme/x/enabled",
+            "/console/targets/acme/x/remove",
+            "/console/targets/acme/x/test",
+            "/console/tenants",
+            "/console/tenants/acme/tokens",
+            "/console/tenants/acme/tokens/x/revoke",
+            "/console/keys/rotate",
+        ] {
+            let page = browser
+                .post(
+                    path,
+                    &[("name", "x"), ("alg", "RS256"), ("confirm", "yes")],
+                    None,
+                )
+                .await?;
+            assert_eq!(page.status, 403, "{path}: {}", page.text);
+        }
+        assert_eq!(audit_actions(&store).await?.len(), audit_before);
+        // Still signed in: the refused sign-out did nothing.
+        assert_eq!(browser.get("/console").await?.status, 200);
+        app.stop().await
+    }
+);
