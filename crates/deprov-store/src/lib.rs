@@ -15,6 +15,7 @@ pub mod migration;
 pub mod operations;
 pub mod outbox;
 pub mod scim;
+pub mod stats;
 pub mod targets;
 pub mod tenants;
 #[cfg(feature = "testing")]
