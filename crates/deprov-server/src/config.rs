@@ -54,6 +54,30 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     pub scim: ScimLimits,
     pub delivery: DeliveryConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `/metrics` (Prometheus text format).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Require the admin bearer token on `/metrics`. Off by default: the metrics carry
+    /// counts only (no tenant names, user ids or paths), and scrapers are usually inside
+    /// the deployment; turn it on when the listener is reachable from outside and the
+    /// ingress does not block `/metrics`.
+    pub require_admin_token: bool,
+    /// How long one reading of the database (queue depth, dead letters, events) serves
+    /// scrapes, in seconds; 0 reads it on every scrape.
+    pub cache_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            require_admin_token: false,
+            cache_secs: 5,
+        }
+    }
 }
 
 /// How deliveries are performed and retried (DESIGN.md, "Delivery semantics").
@@ -136,6 +160,7 @@ impl Default for Config {
             admin_token: None,
             scim: ScimLimits::default(),
             delivery: DeliveryConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

@@ -9,5 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 mod health;
+pub mod metrics;
 pub mod telemetry;
 pub mod wellknown;
