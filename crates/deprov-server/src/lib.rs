@@ -8,6 +8,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod demo;
 mod health;
 pub mod metrics;
 pub mod telemetry;
