@@ -75,7 +75,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             require_admin_token: false,
-            cache_secs: 5,
+            cache_secs: 2,
         }
     }
 }
