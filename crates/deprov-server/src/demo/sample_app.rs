@@ -170,3 +170,57 @@ async fn accept(req: &HttpRequest, body: &[u8], state: &State) -> Result<Verifie
     }
     Ok(verified)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    /// Refusals answer 400 with an OAuth error body and are reported to the demo, which
+    /// then fails with the reason.
+    #[tokio::test]
+    async fn a_bad_request_is_refused_with_400_and_reported() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::new();
+        // Nothing listens on port 9: no key can be fetched, and none is needed to refuse these.
+        let (app, mut received) = SampleApp::start(
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9/.well-known/jwks.json",
+            "sample-app",
+            http.clone(),
+        )
+        .unwrap();
+        for (content_type, body, why) in [
+            ("application/json", "{}", "x-www-form-urlencoded"),
+            (
+                "application/x-www-form-urlencoded",
+                "other=1",
+                "no logout_token",
+            ),
+        ] {
+            let res = http
+                .post(&app.logout_url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status().as_u16(), 400);
+            assert_eq!(
+                res.headers()
+                    .get("cache-control")
+                    .unwrap()
+                    .to_str()
+                    .unwrap(),
+                "no-store"
+            );
+            let answer: serde_json::Value = res.json().await.unwrap();
+            assert_eq!(answer["error"], "invalid_request");
+            match received.recv().await {
+                Some(Received::Refused(reason)) => assert!(reason.contains(why), "{reason}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        app.stop().await;
+    }
+}
