@@ -60,12 +60,16 @@ pub enum Command {
     /// Deliveries of events to targets: pending, retrying, delivered, dead.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
-    /// Show the whole path in a few seconds: a throwaway deprov and a sample application;
-    /// a user is provisioned and deactivated over SCIM, the application receives and
-    /// verifies the back-channel logout. Uses a temporary directory; leaves nothing behind.
+    /// Show the whole path in a few seconds, on a throwaway database.
+    ///
+    /// Starts deprov and a sample application in a temporary directory, provisions a user
+    /// over SCIM and deactivates it as Entra ID does; the application receives and verifies
+    /// the back-channel logout. Prints the token and the event's trail, then stops
+    /// everything and removes the directory.
     Demo,
-    /// Exit 0 when a running deprov answers its readiness check, 1 otherwise (for container
-    /// health checks; needs no curl).
+    /// Exit 0 when a running deprov is ready, 1 otherwise (container health checks).
+    ///
+    /// GETs `/readyz` (the database answers) on the configured listen address, or `--url`.
     Healthcheck {
         /// The URL to probe. Default: `/readyz` on the configured listen address.
         #[arg(long)]
