@@ -111,16 +111,26 @@ async fn provision_and_deactivate(app: &App) -> anyhow::Result<String> {
 
 /// Scrapes until `series` reaches `value` (the worker delivers in the background).
 async fn wait_for(app: &App, series: &str, value: f64) -> anyhow::Result<String> {
+    wait_until(app, series, |v| v == value, &format!("{value}")).await
+}
+
+/// Scrapes until the value of `series` satisfies `ok` (described as `what`).
+async fn wait_until(
+    app: &App,
+    series: &str,
+    ok: impl Fn(f64) -> bool,
+    what: &str,
+) -> anyhow::Result<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, text) = scrape(app, None).await?;
         assert_eq!(status, 200, "{text}");
-        if sample(&text, series) == Some(value) {
+        if sample(&text, series).is_some_and(&ok) {
             return Ok(text);
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "{series} never reached {value}:\n{text}"
+            "{series} never reached {what}:\n{text}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -140,12 +150,15 @@ db_test!(
         );
 
         let id = provision_and_deactivate(&app).await?;
-        let text = wait_for(
+        wait_for(
             &app,
             "deprov_deliveries_total{target_kind=\"backchannel_logout\",outcome=\"delivered\"}",
             1.0,
         )
         .await?;
+        // A scrape reads the database before it encodes the counters, so the one that saw
+        // the delivery counted may have read the queue just before the delivery settled.
+        let text = wait_for(&app, "deprov_queue_depth{status=\"pending\"}", 0.0).await?;
 
         let users_id = "route=\"/scim/v2/{tenant}/Users/{id}\"";
         for (series, value) in [
@@ -217,15 +230,14 @@ db_test!(
         let (uri, rx) = receiver(400)?;
         let app = start(store, &uri, false).await?;
         provision_and_deactivate(&app).await?;
+        // The counter moves just after the database does: wait for one, then the other.
+        wait_for(
+            &app,
+            "deprov_deliveries_total{target_kind=\"backchannel_logout\",outcome=\"dead\"}",
+            1.0,
+        )
+        .await?;
         let text = wait_for(&app, "deprov_dead_letters", 1.0).await?;
-        assert_eq!(
-            sample(
-                &text,
-                "deprov_deliveries_total{target_kind=\"backchannel_logout\",outcome=\"dead\"}"
-            ),
-            Some(1.0),
-            "{text}"
-        );
         // Only successes are timed.
         assert_eq!(
             sample(
@@ -247,13 +259,16 @@ db_test!(
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let app = start(store, &format!("http://127.0.0.1:{port}/bcl"), false).await?;
         provision_and_deactivate(&app).await?;
-        let text = wait_for(&app, "deprov_queue_depth{status=\"retrying\"}", 1.0).await?;
-        // At least one failed attempt (another may follow its backoff before this scrape).
-        let retries = sample(
-            &text,
+        // The counter moves just after the database does: wait for one, then the other. A
+        // second attempt may follow its backoff (jittered) before a scrape sees the first.
+        wait_until(
+            &app,
             "deprov_deliveries_total{target_kind=\"backchannel_logout\",outcome=\"retry\"}",
-        );
-        assert!(retries.is_some_and(|n| n >= 1.0), "{text}");
+            |n| n >= 1.0,
+            "at least 1",
+        )
+        .await?;
+        let text = wait_for(&app, "deprov_queue_depth{status=\"retrying\"}", 1.0).await?;
         let age = sample(&text, "deprov_queue_oldest_age_seconds").unwrap_or(-1.0);
         assert!(age > 0.0 && age < 60.0, "{text}");
         app.stop().await
