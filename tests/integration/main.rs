@@ -7,6 +7,7 @@ mod console;
 mod delivery;
 mod durability;
 mod keys;
+mod metrics;
 mod scim_entra;
 mod scim_harness;
 mod scim_okta;

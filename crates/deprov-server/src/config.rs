@@ -55,6 +55,7 @@ pub struct Config {
     pub scim: ScimLimits,
     pub delivery: DeliveryConfig,
     pub console: ConsoleConfig,
+    pub metrics: MetricsConfig,
 }
 
 /// The web console at `/console` (signed in with an admin token).
@@ -75,6 +76,29 @@ impl Default for ConsoleConfig {
             enabled: true,
             session_lifetime_secs: 8 * 3600,
             idle_timeout_secs: 30 * 60,
+        }
+    }
+}
+
+/// `/metrics` (Prometheus text format).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Require the admin bearer token on `/metrics`. Off by default: the metrics carry
+    /// counts only (no tenant names, user ids or paths), and scrapers are usually inside
+    /// the deployment; turn it on when the listener is reachable from outside and the
+    /// ingress does not block `/metrics`.
+    pub require_admin_token: bool,
+    /// How long one reading of the database (queue depth, dead letters, events) serves
+    /// scrapes, in seconds; 0 reads it on every scrape.
+    pub cache_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            require_admin_token: false,
+            cache_secs: 2,
         }
     }
 }
@@ -160,6 +184,7 @@ impl Default for Config {
             scim: ScimLimits::default(),
             delivery: DeliveryConfig::default(),
             console: ConsoleConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }

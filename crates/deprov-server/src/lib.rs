@@ -9,6 +9,8 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod delivery;
+pub mod demo;
 mod health;
+pub mod metrics;
 pub mod telemetry;
 pub mod wellknown;

@@ -17,6 +17,7 @@ pub mod migration;
 pub mod operations;
 pub mod outbox;
 pub mod scim;
+pub mod stats;
 pub mod targets;
 pub mod tenants;
 #[cfg(feature = "testing")]
