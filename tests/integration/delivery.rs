@@ -291,6 +291,94 @@ db_test!(
 );
 
 db_test!(
+    a_batch_of_settles_settles_each_on_its_own,
+    |store: Store, _url| async move {
+        let tenant = tenant_with_rp(&store, "http://127.0.0.1:9/unused").await?;
+        let mut events = Vec::new();
+        for user in ["ada", "bob", "cy", "dee"] {
+            events.push(deactivation(&store, &tenant, user).await?.0);
+        }
+        let none = HashMap::new();
+        let mut mine = store.claim_due("A", 60_000, 3, 10, &none).await?;
+        let theirs = store.claim_due("B", 60_000, 10, 10, &none).await?;
+        assert_eq!((mine.len(), theirs.len()), (3, 1));
+        mine.push(theirs[0].clone());
+        let retry_at = now_millis() + 60_000;
+        let outcomes = [
+            outbox::Settle::Delivered,
+            outbox::Settle::Retry { at: retry_at },
+            outbox::Settle::Dead,
+            // Held by B: A's result is recorded as an attempt, and changes nothing.
+            outbox::Settle::Delivered,
+        ];
+        let requests: Vec<outbox::SettleRequest> = mine
+            .iter()
+            .zip(outcomes)
+            .enumerate()
+            .map(|(i, (c, outcome))| outbox::SettleRequest {
+                delivery_id: c.delivery.id.clone(),
+                attempt: outbox::AttemptRecord {
+                    started_at: now_millis(),
+                    latency_ms: i32::try_from(i).unwrap_or(0),
+                    http_status: Some(if i == 2 { 400 } else { 200 }),
+                    error: None,
+                    response_excerpt: (i == 2).then(|| "no such user".to_owned()),
+                },
+                outcome,
+                last_error: (i == 2).then(|| "HTTP 400: no such user".to_owned()),
+            })
+            .collect();
+        let held = store.settle_many("A", &requests).await?;
+        assert_eq!(held, vec![true, true, true, false]);
+
+        let trail_of = |c: &outbox::Claimed| c.event.id.clone();
+        let mut seen = Vec::new();
+        for c in &mine {
+            let trail = store
+                .event_trail(&trail_of(c))
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+            let d = &trail.deliveries[0];
+            assert_eq!(
+                d.attempts.len(),
+                1,
+                "one attempt recorded for {}",
+                d.delivery.id
+            );
+            assert_eq!(d.attempts[0].attempt_no, 1);
+            seen.push((
+                d.delivery.status.clone(),
+                d.delivery.attempt_count,
+                d.delivery.lease_owner.clone(),
+                d.delivery.completed_at.is_some(),
+                d.delivery.last_error.clone(),
+            ));
+            if d.delivery.status == "retrying" {
+                assert_eq!(d.delivery.next_attempt_at, retry_at);
+            }
+        }
+        assert_eq!(
+            seen,
+            vec![
+                ("delivered".into(), 1, None, true, None),
+                ("retrying".into(), 1, None, false, None),
+                (
+                    "dead".into(),
+                    1,
+                    None,
+                    true,
+                    Some("HTTP 400: no such user".into())
+                ),
+                ("pending".into(), 0, Some("B".into()), false, None),
+            ]
+        );
+        // Nothing to settle is nothing to do.
+        assert!(store.settle_many("A", &[]).await?.is_empty());
+        Ok(())
+    }
+);
+
+db_test!(
     an_expired_lease_is_claimed_again_and_the_old_owner_is_fenced,
     |store: Store, _url| async move {
         let tenant = tenant_with_rp(&store, "http://127.0.0.1:9/unused").await?;

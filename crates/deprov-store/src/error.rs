@@ -37,6 +37,14 @@ pub enum StoreError {
     Db(#[source] DbErr),
 }
 
+impl StoreError {
+    /// A failure around the database rather than in it (a task that stopped, a batch
+    /// that could not be committed), reported like a database error.
+    pub fn other(message: impl Into<String>) -> Self {
+        StoreError::Db(DbErr::Custom(message.into()))
+    }
+}
+
 impl From<DbErr> for StoreError {
     fn from(err: DbErr) -> Self {
         StoreError::Db(err)

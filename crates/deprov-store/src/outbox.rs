@@ -20,16 +20,17 @@ use std::collections::HashMap;
 
 use deprov_core::fanout::{self, EventFacts, GroupFacts, TargetScope};
 use deprov_core::scim::EventKind;
-use sea_orm::sea_query::{Expr, ExprTrait as _};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement,
 };
 use serde::Serialize;
 use serde_json::json;
 
 use crate::audit::{self, AuditRecord};
 use crate::entity::{delivery, delivery_attempt, event, group, group_member, target, target_group};
+use crate::scim::sql::Sql;
 use crate::{Backend, Store, StoreError, now_millis};
 
 pub const PENDING: &str = "pending";
@@ -221,6 +222,15 @@ impl Settle {
     }
 }
 
+/// One finished attempt for [`Store::settle_many`].
+#[derive(Debug, Clone)]
+pub struct SettleRequest {
+    pub delivery_id: String,
+    pub attempt: AttemptRecord,
+    pub outcome: Settle,
+    pub last_error: Option<String>,
+}
+
 /// Counts of deliveries by status, and the age of the oldest one still waiting.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct QueueStats {
@@ -367,61 +377,114 @@ impl Store {
         outcome: Settle,
         last_error: Option<String>,
     ) -> Result<bool, StoreError> {
-        let now = now_millis();
-        let txn = self.begin_write().await?;
-        let current = delivery::Entity::find_by_id(delivery_id.to_owned())
-            .one(&txn)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("no delivery {delivery_id}")))?;
-        delivery_attempt::ActiveModel {
-            delivery_id: Set(delivery_id.to_owned()),
-            attempt_no: Set(current.attempt_count + 1),
-            started_at: Set(attempt.started_at),
-            latency_ms: Set(attempt.latency_ms),
-            http_status: Set(attempt.http_status),
-            outcome: Set(outcome.status().to_owned()),
-            error: Set(attempt.error),
-            response_excerpt: Set(attempt.response_excerpt),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        let next_at = match outcome {
-            Settle::Retry { at } => at,
-            _ => current.next_attempt_at,
-        };
-        let finished = matches!(
-            outcome,
-            Settle::Delivered | Settle::Dead | Settle::Cancelled
-        );
-        let result = delivery::Entity::update_many()
-            .col_expr(delivery::Column::Status, Expr::value(outcome.status()))
-            .col_expr(
-                delivery::Column::AttemptCount,
-                Expr::col(delivery::Column::AttemptCount).add(1),
+        let held = self
+            .settle_many(
+                owner,
+                &[SettleRequest {
+                    delivery_id: delivery_id.to_owned(),
+                    attempt,
+                    outcome,
+                    last_error,
+                }],
             )
-            .col_expr(delivery::Column::NextAttemptAt, Expr::value(next_at))
-            .col_expr(
-                delivery::Column::LeaseOwner,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                delivery::Column::LeaseExpiresAt,
-                Expr::value(Option::<i64>::None),
-            )
-            .col_expr(delivery::Column::LastError, Expr::value(last_error))
-            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
-            .col_expr(
-                delivery::Column::CompletedAt,
-                Expr::value(if finished { Some(now) } else { None }),
-            )
-            .filter(delivery::Column::Id.eq(delivery_id))
-            .filter(delivery::Column::LeaseOwner.eq(owner))
-            .filter(delivery::Column::Status.is_in([PENDING, RETRYING]))
-            .exec(&txn)
             .await?;
+        Ok(held.first().copied().unwrap_or(false))
+    }
+
+    /// [`Store::settle`] for many deliveries in one transaction of two statements, however
+    /// many there are: a worker finishing hundreds of attempts a second records them in
+    /// batches. Returns, in the order given, whether each delivery was settled (false: the
+    /// lease was lost, or the delivery no longer exists; an existing delivery's attempt is
+    /// recorded all the same).
+    pub async fn settle_many(
+        &self,
+        owner: &str,
+        settles: &[SettleRequest],
+    ) -> Result<Vec<bool>, StoreError> {
+        if settles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_millis();
+        let rows: Vec<serde_json::Value> = settles
+            .iter()
+            .map(|s| {
+                let finished = matches!(
+                    s.outcome,
+                    Settle::Delivered | Settle::Dead | Settle::Cancelled
+                );
+                json!({
+                    "id": s.delivery_id,
+                    "started_at": s.attempt.started_at,
+                    "latency_ms": s.attempt.latency_ms,
+                    "http_status": s.attempt.http_status,
+                    "outcome": s.outcome.status(),
+                    "error": s.attempt.error,
+                    "excerpt": s.attempt.response_excerpt,
+                    "retry_at": match s.outcome {
+                        Settle::Retry { at } => Some(at),
+                        _ => None,
+                    },
+                    "last_error": s.last_error,
+                    "completed_at": finished.then_some(now),
+                })
+            })
+            .collect();
+        let columns = [
+            ("id", "text"),
+            ("started_at", "bigint"),
+            ("latency_ms", "integer"),
+            ("http_status", "integer"),
+            ("outcome", "text"),
+            ("error", "text"),
+            ("excerpt", "text"),
+            ("retry_at", "bigint"),
+            ("last_error", "text"),
+            ("completed_at", "bigint"),
+        ];
+        let backend = self.backend();
+
+        // The attempts first, numbered from the deliveries' counts before this settle.
+        let mut insert = Sql::new(backend);
+        let (from, c) = insert.bind_rows(rows.clone(), &columns);
+        insert.push(&format!(
+            "INSERT INTO delivery_attempts (delivery_id, attempt_no, started_at, latency_ms, \
+             http_status, outcome, error, response_excerpt) \
+             SELECT d.id, d.attempt_count + 1, {}, {}, {}, {}, {}, {} \
+             {from} JOIN deliveries d ON d.id = {}",
+            c[1], c[2], c[3], c[4], c[5], c[6], c[0]
+        ));
+
+        // Then the statuses, fenced by the lease.
+        let mut update = Sql::new(backend);
+        let (from, c) = update.bind_rows(rows, &columns);
+        let owner_p = update.bind(owner.to_owned());
+        let now_p = update.bind(now);
+        update.push(&format!(
+            "UPDATE deliveries SET status = {outcome}, attempt_count = deliveries.attempt_count + 1, \
+             next_attempt_at = COALESCE({retry_at}, deliveries.next_attempt_at), \
+             lease_owner = NULL, lease_expires_at = NULL, last_error = {last_error}, \
+             updated_at = {now_p}, completed_at = {completed_at} \
+             {from} WHERE deliveries.id = {id} AND deliveries.lease_owner = {owner_p} \
+             AND deliveries.status IN ('{PENDING}', '{RETRYING}') RETURNING deliveries.id",
+            outcome = c[4],
+            retry_at = c[7],
+            last_error = c[8],
+            completed_at = c[9],
+            id = c[0],
+        ));
+
+        let txn = self.begin_write().await?;
+        txn.execute_raw(insert.build()).await?;
+        let settled = txn.query_all_raw(update.build()).await?;
         self.commit(txn).await?;
-        Ok(result.rows_affected == 1)
+        let settled: std::collections::HashSet<String> = settled
+            .iter()
+            .map(|row| row.try_get::<String>("", "id"))
+            .collect::<Result<_, _>>()?;
+        Ok(settles
+            .iter()
+            .map(|s| settled.contains(&s.delivery_id))
+            .collect())
     }
 
     /// Gives back every lease `owner` holds (on shutdown), so other workers need not wait

@@ -20,8 +20,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use deprov_store::outbox::{AttemptRecord, Claimed, Settle};
+use deprov_store::outbox::{AttemptRecord, Claimed, Settle, SettleRequest};
 use deprov_store::{Backend, Store, StoreError, now_millis};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -74,6 +75,10 @@ impl Default for WorkerConfig {
     }
 }
 
+fn settle_failed(reason: &str) -> StoreError {
+    StoreError::other(format!("cannot record the attempt: {reason}"))
+}
+
 /// `hostname:pid:random`, unique per process start.
 pub fn default_owner() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
@@ -88,6 +93,47 @@ pub struct Worker {
     channels: HashMap<String, Arc<dyn Channel>>,
     config: WorkerConfig,
     observer: Option<Arc<dyn DeliveryObserver>>,
+    /// While [`Worker::run`] runs: the queue of finished attempts to record, in batches.
+    settler: Mutex<Option<mpsc::UnboundedSender<PendingSettle>>>,
+}
+
+/// A finished attempt waiting to be recorded, and who waits for the result.
+type PendingSettle = (SettleRequest, oneshot::Sender<Result<bool, String>>);
+
+/// The most attempts recorded in one transaction.
+const MAX_SETTLE_BATCH: usize = 256;
+
+/// Records finished attempts as they come, each time all that are waiting (up to
+/// [`MAX_SETTLE_BATCH`]) in one transaction: while one batch is written, the next gathers.
+/// Ends when every sender is gone.
+async fn settle_in_batches(
+    store: Store,
+    owner: String,
+    mut queue: mpsc::UnboundedReceiver<PendingSettle>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_SETTLE_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (requests, waiters): (Vec<SettleRequest>, Vec<_>) = batch.into_iter().unzip();
+        match store.settle_many(&owner, &requests).await {
+            Ok(held) => {
+                for (waiter, held) in waiters.into_iter().zip(held) {
+                    let _ = waiter.send(Ok(held));
+                }
+            }
+            Err(e) => {
+                let e = e.to_string();
+                for waiter in waiters {
+                    let _ = waiter.send(Err(e.clone()));
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Worker {
@@ -106,6 +152,7 @@ impl Worker {
             channels: HashMap::new(),
             config,
             observer: None,
+            settler: Mutex::new(None),
         }
     }
 
@@ -158,6 +205,15 @@ impl Worker {
                 wake.clone(),
                 cancel.clone(),
             ));
+        }
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        let settler = tokio::spawn(settle_in_batches(
+            self.store.clone(),
+            self.config.owner.clone(),
+            settle_rx,
+        ));
+        if let Ok(mut s) = self.settler.lock() {
+            *s = Some(settle_tx);
         }
         let in_flight: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let mut tasks: JoinSet<()> = JoinSet::new();
@@ -246,6 +302,13 @@ impl Worker {
         {
             tasks.abort_all();
         }
+        // Every attempt handed to the settler is recorded before the leases are released.
+        if let Ok(mut s) = self.settler.lock() {
+            s.take();
+        }
+        if let Err(e) = settler.await {
+            tracing::warn!(error = %e, "the settler task failed");
+        }
         match self.store.release_leases(&self.config.owner).await {
             Ok(n) if n > 0 => tracing::info!(released = n, "released delivery leases"),
             Ok(_) => {}
@@ -268,16 +331,32 @@ impl Worker {
         };
         let (settle, attempt, last_error) = self.decide(&claimed, started_at, performed);
         let delivery_id = claimed.delivery.id.clone();
-        let held = self
-            .store
-            .settle(
-                &delivery_id,
-                &self.config.owner,
-                attempt,
-                settle.clone(),
-                last_error.clone(),
-            )
-            .await?;
+        let request = SettleRequest {
+            delivery_id: delivery_id.clone(),
+            attempt,
+            outcome: settle.clone(),
+            last_error: last_error.clone(),
+        };
+        let settler = self.settler.lock().ok().and_then(|s| s.clone());
+        let held = match settler {
+            // Under `run`: recorded in a batch with the attempts finishing meanwhile.
+            Some(settler) => {
+                let (tx, rx) = oneshot::channel();
+                settler
+                    .send((request, tx))
+                    .map_err(|_| settle_failed("the settler has stopped"))?;
+                rx.await
+                    .map_err(|_| settle_failed("the settler has stopped"))?
+                    .map_err(|e| settle_failed(&e))?
+            }
+            None => self
+                .store
+                .settle_many(&self.config.owner, std::slice::from_ref(&request))
+                .await?
+                .first()
+                .copied()
+                .unwrap_or(false),
+        };
         if !held {
             tracing::warn!(delivery = %delivery_id, "lease lost before the result was recorded; the attempt is in the trail");
         }

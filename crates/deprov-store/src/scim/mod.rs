@@ -38,7 +38,7 @@ mod events;
 mod filter;
 mod groups;
 mod list;
-mod sql;
+pub(crate) mod sql;
 mod users;
 
 use deprov_core::scim::MemberRef;
