@@ -24,7 +24,9 @@ use deprov_store::StoreError;
 pub use jwk::{Jwks, PublicJwk};
 pub use kek::{KEK_ENV, KEY_FILE_NAME, KekSource, KeyEncryptionKey, key_file_path};
 pub use ring::{CLOCK_SKEW_MARGIN, KeyInfo, KeyRing, Rotation, retired_key_publish_window};
-pub use sealed::{open_target_secret, open_target_secret_str, seal_target_secret};
+pub use sealed::{
+    open_grant, open_target_secret, open_target_secret_str, seal_grant, seal_target_secret,
+};
 pub use signing_key::{RSA_BITS, SigningKey};
 
 #[cfg(test)]

@@ -68,6 +68,38 @@ pub fn open_target_secret_str(
     Ok(Zeroizing::new(text.to_owned()))
 }
 
+/// The associated data of a grant (a token an application registered): bound to its
+/// tenant and its row, so a ciphertext moved to another row does not open.
+pub fn grant_aad(tenant_id: &str, grant_id: &str) -> String {
+    format!("deprov:grant:{tenant_id}:{grant_id}")
+}
+
+/// Seals a registered token for the `grants` table (base64 as for target secrets).
+pub fn seal_grant(
+    kek: &KeyEncryptionKey,
+    tenant_id: &str,
+    grant_id: &str,
+    token: &str,
+) -> Result<String, KeyError> {
+    let sealed = kek.encrypt(token.as_bytes(), grant_aad(tenant_id, grant_id).as_bytes())?;
+    Ok(STANDARD.encode(sealed))
+}
+
+/// Opens what [`seal_grant`] made for this tenant and row.
+pub fn open_grant(
+    kek: &KeyEncryptionKey,
+    tenant_id: &str,
+    grant_id: &str,
+    sealed_b64: &str,
+) -> Result<Zeroizing<String>, KeyError> {
+    let sealed = STANDARD
+        .decode(sealed_b64.trim())
+        .map_err(|_| KeyError::Decrypt)?;
+    let clear = kek.decrypt(&sealed, grant_aad(tenant_id, grant_id).as_bytes())?;
+    let text = std::str::from_utf8(&clear).map_err(|_| KeyError::Decrypt)?;
+    Ok(Zeroizing::new(text.to_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

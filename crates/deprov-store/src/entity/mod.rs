@@ -6,6 +6,7 @@ pub mod audit_entry;
 pub mod delivery;
 pub mod delivery_attempt;
 pub mod event;
+pub mod grant;
 pub mod group;
 pub mod group_member;
 pub mod scim_token;
