@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::{admin, delivery, health, wellknown};
+use crate::{admin, delivery, grants, health, wellknown};
 
 /// A running deprov: its HTTP server and its background tasks.
 ///
@@ -64,20 +64,27 @@ impl Running {
             let worker = Arc::new(delivery::worker(&config, &store, keys.clone())?);
             tasks.spawn(worker.run(cancel.clone()));
         }
+        tasks.spawn(delivery::purge_expired_grants(
+            store.clone(),
+            cancel.clone(),
+        ));
         let store_data = web::Data::new(store.clone());
         let config_data = web::Data::from(config.clone());
         let keys_data = web::Data::new(keys);
+        let grants_data = web::Data::new(grants::GrantsState::default());
         let scim = scim_config(&config);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(store_data.clone())
                 .app_data(config_data.clone())
                 .app_data(keys_data.clone())
+                .app_data(grants_data.clone())
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("deprov::http"))
                 .configure(health::configure)
                 .configure(wellknown::configure)
                 .configure(|cfg| deprov_scim::configure(cfg, scim.clone()))
                 .configure(admin::configure)
+                .configure(grants::configure)
         })
         // Signals are handled by the caller, which owns the order of shutdown.
         .disable_signals()

@@ -8,6 +8,8 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod grants;
 mod health;
+pub mod ops;
 pub mod telemetry;
 pub mod wellknown;
