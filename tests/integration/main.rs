@@ -6,6 +6,7 @@ mod admin;
 mod delivery;
 mod durability;
 mod keys;
+mod op_revocation;
 mod scim_entra;
 mod scim_harness;
 mod scim_okta;

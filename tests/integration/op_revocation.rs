@@ -1,0 +1,675 @@
+//! RFC 7009 revocation of registered grants and Global Token Revocation, against a local
+//! OP that checks the exact requests: the grants API's security (other tenants' clients,
+//! unknown users, no token in clear anywhere, expiry), and the channel's outcomes (200,
+//! 400 `unsupported_token_type`, 503 with `Retry-After`), grant by grant.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App as ActixApp, HttpRequest, HttpResponse, HttpServer, web};
+use base64::Engine as _;
+use deprov_core::TenantName;
+use deprov_core::scim::EventKind;
+use deprov_core::token::TokenHash;
+use deprov_revocation::channels::global_token_revocation::GlobalTokenRevocation;
+use deprov_revocation::channels::oauth_revocation::OAuthRevocation;
+use deprov_revocation::channels::op_metadata::MetadataCache;
+use deprov_revocation::keys::{KeyEncryptionKey, seal_grant};
+use deprov_revocation::outbound::AddressPolicy;
+use deprov_revocation::outbound::http::OutboundClient;
+use deprov_revocation::worker::{RetryPolicy, Worker, WorkerConfig};
+use deprov_server::ops::{OpContext, OpTargetRequest};
+use deprov_store::entity::{event, grant};
+use deprov_store::grants::NewGrant;
+use deprov_store::op_targets::{KIND_GLOBAL_TOKEN_REVOCATION, KIND_OAUTH_REVOCATION};
+use deprov_store::outbox::{self, EnqueueEvent};
+use deprov_store::{Store, db_test, now_millis};
+use reqwest::Method;
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use serde_json::{Value, json};
+
+use crate::scim_harness::{App, USER_URN, patch_ops};
+
+const ADMIN: &str = "configured-admin-token-0123456789abcdef";
+
+/// One request the OP received.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    content_type: String,
+    authorization: String,
+    body: String,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// A local OP: discovery, an RFC 7009 revocation endpoint answering by token, and a
+/// Global Token Revocation endpoint.
+struct Op {
+    issuer: String,
+    seen: Log,
+    server: actix_web::dev::ServerHandle,
+}
+
+async fn record(req: &HttpRequest, body: &str, log: &Log) -> usize {
+    let header = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let mut seen = log.lock().unwrap_or_else(|e| e.into_inner());
+    seen.push(Seen {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+        content_type: header("content-type"),
+        authorization: header("authorization"),
+        body: body.to_owned(),
+    });
+    seen.iter().filter(|s| s.body == body).count()
+}
+
+impl Op {
+    fn start() -> anyhow::Result<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let issuer = format!("http://{}", listener.local_addr()?);
+        let seen: Log = Arc::default();
+        let state = web::Data::new((issuer.clone(), seen.clone()));
+        let server = HttpServer::new(move || {
+            ActixApp::new()
+                .app_data(state.clone())
+                .route(
+                    "/.well-known/openid-configuration",
+                    web::get().to(|s: web::Data<(String, Log)>| async move {
+                        HttpResponse::Ok().json(json!({
+                            "issuer": s.0,
+                            "revocation_endpoint": format!("{}/token/revocation", s.0),
+                        }))
+                    }),
+                )
+                .route(
+                    "/token/revocation",
+                    web::post().to(
+                        |req: HttpRequest, body: String, s: web::Data<(String, Log)>| async move {
+                            let n = record(&req, &body, &s.1).await;
+                            let token = url::form_urlencoded::parse(body.as_bytes())
+                                .find(|(k, _)| k == "token")
+                                .map(|(_, v)| v.into_owned())
+                                .unwrap_or_default();
+                            if token.matches('.').count() == 2 {
+                                HttpResponse::BadRequest().json(json!({
+                                    "error": "unsupported_token_type",
+                                    "error_description": "Structured JWT Tokens cannot be revoked via the revocation_endpoint",
+                                }))
+                            } else if token.starts_with("busy") && n == 1 {
+                                HttpResponse::ServiceUnavailable()
+                                    .insert_header(("retry-after", "0"))
+                                    .body("try later")
+                            } else {
+                                HttpResponse::Ok().finish()
+                            }
+                        },
+                    ),
+                )
+                .route(
+                    "/global-token-revocation",
+                    web::post().to(
+                        |req: HttpRequest, body: String, s: web::Data<(String, Log)>| async move {
+                            record(&req, &body, &s.1).await;
+                            HttpResponse::NoContent().finish()
+                        },
+                    ),
+                )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Ok(Self {
+            issuer,
+            seen,
+            server: handle,
+        })
+    }
+
+    fn seen(&self, path: &str) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .map(|s| s.iter().filter(|x| x.path == path).cloned().collect())
+            .unwrap_or_default()
+    }
+
+    async fn stop(self) {
+        self.server.stop(false).await;
+    }
+}
+
+async fn admin(
+    app: &App,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let mut req = app
+        .client
+        .request(method, format!("{}/admin/v1{path}", app.root))
+        .bearer_auth(ADMIN);
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let res = req.send().await?;
+    let status = res.status().as_u16();
+    let text = res.text().await?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+}
+
+/// Registers an `oauth_revocation` client through the admin API; returns its grants API
+/// secret.
+async fn add_op_client(
+    app: &App,
+    tenant: &str,
+    issuer: &str,
+    client_id: &str,
+) -> anyhow::Result<String> {
+    let (status, body) = admin(
+        app,
+        Method::POST,
+        &format!("/tenants/{tenant}/ops"),
+        Some(&json!({
+            "kind": "oauth_revocation",
+            "client_id": client_id,
+            "config": {
+                "issuer": issuer,
+                "client_secret": "op-secret:with+odd %chars",
+                "subject": "externalId",
+            }
+        })),
+    )
+    .await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["config"]["client_secret"], "[sealed]", "{body}");
+    assert!(!body.to_string().contains("op-secret"), "{body}");
+    Ok(body["grants_api_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(id), enc(secret)))
+    )
+}
+
+/// POSTs a form to the grants API.
+async fn grants_post(
+    app: &App,
+    tenant: &str,
+    path: &str,
+    authorization: Option<&str>,
+    form: &[(&str, &str)],
+) -> anyhow::Result<(u16, Value, reqwest::header::HeaderMap)> {
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let mut req = app
+        .client
+        .post(format!("{}/api/v1/{tenant}/grants{path}", app.root))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    let res = req.send().await?;
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let text = res.text().await?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        headers,
+    ))
+}
+
+async fn create_user(app: &App, user_name: &str, external_id: &str) -> anyhow::Result<String> {
+    let created = app
+        .post(
+            "/Users",
+            &json!({"schemas": [USER_URN], "userName": user_name, "externalId": external_id, "active": true}),
+        )
+        .await?
+        .expect(201);
+    Ok(created.id())
+}
+
+db_test!(
+    grants_api_refuses_other_tenants_unknown_users_and_never_shows_a_token,
+    |store: Store, _url| async move {
+        let op = Op::start()?;
+        let app = App::start_with(store.clone(), |c| {
+            c.admin_token = Some(deprov_core::Secret::new(ADMIN));
+            c.allow_insecure_targets = true;
+        })
+        .await?;
+        store
+            .create_tenant(&TenantName::parse("other")?, "test")
+            .await?;
+        let secret = add_op_client(&app, "acme", &op.issuer, "app").await?;
+        assert!(secret.starts_with("deprov_grants_"), "{secret}");
+        let other_secret = add_op_client(&app, "other", &op.issuer, "app").await?;
+        create_user(&app, "ada@example.com", "okta-ada").await?;
+        let token = "rt-ZmFrZS1yZWZyZXNoLXRva2Vu-1234567890";
+        let form = [
+            ("token", token),
+            ("token_type_hint", "refresh_token"),
+            ("sub", "okta-ada"),
+        ];
+
+        // The same client_id in another tenant, with its own valid secret: refused here.
+        let (status, body, _) =
+            grants_post(&app, "acme", "", Some(&basic("app", &other_secret)), &form).await?;
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(body["error"], "invalid_client");
+        // And acme's secret at the other tenant's endpoint.
+        let (status, _, headers) =
+            grants_post(&app, "other", "", Some(&basic("app", &secret)), &form).await?;
+        assert_eq!(status, 401);
+        assert!(headers.get("www-authenticate").is_some());
+        // No authentication, or two methods at once.
+        assert_eq!(grants_post(&app, "acme", "", None, &form).await?.0, 401);
+        let mut both = form.to_vec();
+        both.push(("client_id", "app"));
+        both.push(("client_secret", &secret));
+        let (status, body, _) =
+            grants_post(&app, "acme", "", Some(&basic("app", &secret)), &both).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{body}"
+        );
+
+        // An unknown user: a clear 400 naming the subject and the mapping.
+        let (status, body, _) = grants_post(
+            &app,
+            "acme",
+            "",
+            Some(&basic("app", &secret)),
+            &[("token", token), ("sub", "nobody")],
+        )
+        .await?;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"], "unknown_subject");
+        let why = body["error_description"].as_str().unwrap_or_default();
+        assert!(
+            why.contains("nobody") && why.contains("externalId"),
+            "{why}"
+        );
+
+        // Registered (Basic), idempotently; client_secret_post works too.
+        let (status, first, _) =
+            grants_post(&app, "acme", "", Some(&basic("app", &secret)), &form).await?;
+        assert_eq!(status, 201, "{first}");
+        let grant_id = first["grant_id"].as_str().unwrap_or_default().to_owned();
+        let mut post_form = form.to_vec();
+        post_form.push(("client_id", "app"));
+        post_form.push(("client_secret", &secret));
+        let (status, again, _) = grants_post(&app, "acme", "", None, &post_form).await?;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(again["grant_id"], first["grant_id"]);
+
+        // The token appears in no answer, no column, no audit entry.
+        let (_, listed) = admin(&app, Method::GET, "/tenants/acme/ops/app/grants", None).await?;
+        assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+        let (_, shown) = admin(&app, Method::GET, "/tenants/acme/ops/app", None).await?;
+        let (_, audit) = admin(&app, Method::GET, "/audit", None).await?;
+        for doc in [&first, &again, &listed, &shown, &audit] {
+            assert!(!doc.to_string().contains(token), "{doc}");
+            assert!(!doc.to_string().contains("op-secret"), "{doc}");
+            assert!(!doc.to_string().contains(&secret), "{doc}");
+        }
+        let rows = grant::Entity::find().all(store.reader()).await?;
+        assert_eq!(rows.len(), 1);
+        assert!(!format!("{rows:?}").contains(token));
+        assert_eq!(rows[0].token_hash, TokenHash::of(token).to_hex());
+
+        // Expired on arrival: refused; expiring soon: purged once expired.
+        let (status, _, _) = grants_post(
+            &app,
+            "acme",
+            "",
+            Some(&basic("app", &secret)),
+            &[
+                ("token", "rt-old"),
+                ("sub", "okta-ada"),
+                ("expires_at", "1000"),
+            ],
+        )
+        .await?;
+        assert_eq!(status, 400);
+        let (status, _, _) = grants_post(
+            &app,
+            "acme",
+            "",
+            Some(&basic("app", &secret)),
+            &[
+                ("token", "rt-short"),
+                ("sub", "okta-ada"),
+                ("expires_in", "1"),
+            ],
+        )
+        .await?;
+        assert_eq!(status, 201);
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(store.purge_expired_grants().await?, 1);
+        assert_eq!(grant::Entity::find().all(store.reader()).await?.len(), 1);
+
+        // Withdrawn by id, then unknown.
+        let del = |id: String| {
+            let req = app
+                .client
+                .delete(format!("{}/api/v1/acme/grants/{id}", app.root))
+                .header("authorization", basic("app", &secret));
+            async move { req.send().await.map(|r| r.status().as_u16()) }
+        };
+        assert_eq!(del(grant_id.clone()).await?, 204);
+        assert_eq!(del(grant_id).await?, 404);
+
+        // A de-provisioned user gets no new grant.
+        let user = create_user(&app, "bob@example.com", "okta-bob").await?;
+        app.patch(
+            &format!("/Users/{user}"),
+            &patch_ops(json!([{"op": "Replace", "path": "active", "value": "False"}])),
+        )
+        .await?
+        .expect(200);
+        let (status, body, _) = grants_post(
+            &app,
+            "acme",
+            "",
+            Some(&basic("app", &secret)),
+            &[("token", "rt-bob"), ("sub", "okta-bob")],
+        )
+        .await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (409, Some("inactive_subject")),
+            "{body}"
+        );
+        app.stop().await?;
+        op.stop().await;
+        Ok(())
+    }
+);
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        base: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        max_retry_after: Duration::from_millis(5),
+        max_age: Duration::from_secs(3600),
+    }
+}
+
+async fn deactivation(store: &Store, tenant_id: &str, user_id: &str) -> anyhow::Result<String> {
+    let txn = store.begin_write().await?;
+    let id = uuid::Uuid::now_v7().to_string();
+    event::ActiveModel {
+        id: Set(id.clone()),
+        tenant_id: Set(tenant_id.to_owned()),
+        kind: Set(EventKind::Deactivated.as_str().to_owned()),
+        user_id: Set(user_id.to_owned()),
+        user_snapshot: Set(json!({ "id": user_id, "userName": "ada", "emails": [{"value": "ada@example.com", "primary": true}] })),
+        group_id: Set(None),
+        group_display_name: Set(None),
+        request_id: Set("req-1".into()),
+        scim_method: Set("PATCH".into()),
+        scim_path: Set("/scim/v2/acme/Users/x".into()),
+        occurred_at: Set(now_millis()),
+    }
+    .insert(&*txn)
+    .await?;
+    outbox::enqueue(
+        &txn,
+        tenant_id,
+        &[EnqueueEvent {
+            event_id: &id,
+            kind: EventKind::Deactivated,
+            user_id,
+            group: None,
+        }],
+    )
+    .await?;
+    store.commit(txn).await?;
+    Ok(id)
+}
+
+async fn drain(worker: &Worker, rounds: usize) -> anyhow::Result<()> {
+    for _ in 0..rounds {
+        if worker.run_once().await? == 0 {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            if worker.run_once().await? == 0 {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+db_test!(
+    rfc7009_revokes_each_grant_retries_a_503_and_records_unsupported_token_type,
+    |store: Store, _url| async move {
+        let op = Op::start()?;
+        let kek = KeyEncryptionKey::generate()?;
+        let tenant = store
+            .create_tenant(&TenantName::parse("acme")?, "test")
+            .await?
+            .tenant;
+        let prepared = OpTargetRequest {
+            kind: KIND_OAUTH_REVOCATION.into(),
+            client_id: "my app".into(),
+            groups: vec![],
+            enabled: true,
+            config: json!({"issuer": op.issuer, "client_secret": "p:ss w+rd", "subject": "id"}),
+        }
+        .prepare(OpContext {
+            kek: &kek,
+            policy: AddressPolicy::AllowInsecure,
+            tenant_id: &tenant.id,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let target = store
+            .add_target("acme", prepared.target, prepared.audit, "test")
+            .await?;
+        let gtr = OpTargetRequest {
+            kind: KIND_GLOBAL_TOKEN_REVOCATION.into(),
+            client_id: "deprov".into(),
+            groups: vec![],
+            enabled: true,
+            config: json!({
+                "endpoint": format!("{}/global-token-revocation", op.issuer),
+                "bearer_token": "gtr-bearer-secret",
+            }),
+        }
+        .prepare(OpContext {
+            kek: &kek,
+            policy: AddressPolicy::AllowInsecure,
+            tenant_id: &tenant.id,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        store
+            .add_target("acme", gtr.target, gtr.audit, "test")
+            .await?;
+        let user = "u-1";
+        for (token, hint) in [
+            ("rt-good", Some("refresh_token")),
+            (
+                "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln",
+                Some("access_token"),
+            ),
+            ("busy-token", None),
+        ] {
+            let id = uuid::Uuid::now_v7().to_string();
+            store
+                .insert_grant(NewGrant {
+                    token_sealed: seal_grant(&kek, &tenant.id, &id, token)?,
+                    id,
+                    tenant_id: tenant.id.clone(),
+                    target_id: target.id.clone(),
+                    user_id: user.into(),
+                    subject: user.into(),
+                    token_hash: TokenHash::of(token).to_hex(),
+                    token_type_hint: hint.map(str::to_owned),
+                    expires_at: None,
+                })
+                .await?;
+        }
+        let event_id = deactivation(&store, &tenant.id, user).await?;
+        let client = OutboundClient::new(AddressPolicy::AllowInsecure, Duration::from_secs(2))?;
+        let worker = Worker::new(
+            store.clone(),
+            WorkerConfig {
+                owner: "w".into(),
+                retry: fast_retries(),
+                ..WorkerConfig::default()
+            },
+        )
+        .with_channel(
+            KIND_OAUTH_REVOCATION,
+            Arc::new(OAuthRevocation::new(
+                store.clone(),
+                kek.clone(),
+                client.clone(),
+                Arc::new(MetadataCache::new(client.clone(), Duration::from_secs(60))),
+            )),
+        )
+        .with_channel(
+            KIND_GLOBAL_TOKEN_REVOCATION,
+            Arc::new(GlobalTokenRevocation::new(kek.clone(), client)),
+        );
+        drain(&worker, 10).await?;
+
+        // The exact RFC 7009 request: POST, form-encoded, Basic of the form-encoded pair.
+        let revocations = op.seen("/token/revocation");
+        assert!(!revocations.is_empty());
+        for r in &revocations {
+            assert_eq!(r.method, "POST");
+            assert_eq!(r.content_type, "application/x-www-form-urlencoded");
+            assert_eq!(r.authorization, basic("my app", "p:ss w+rd"));
+            assert_eq!(
+                r.authorization, "Basic bXkrYXBwOnAlM0Fzcyt3JTJCcmQ=",
+                "RFC 6749 §2.3.1: my+app:p%3Ass+w%2Brd"
+            );
+        }
+        let bodies: Vec<&str> = revocations.iter().map(|r| r.body.as_str()).collect();
+        assert!(
+            bodies.contains(&"token=rt-good&token_type_hint=refresh_token"),
+            "{bodies:?}"
+        );
+        assert!(bodies.contains(&"token=busy-token"), "{bodies:?}");
+        // The good grant was revoked once (deleted at once, not re-sent by the retry); the
+        // busy one twice (503, then 200); the JWT each attempt.
+        assert_eq!(bodies.iter().filter(|b| b.contains("rt-good")).count(), 1);
+        assert_eq!(
+            bodies.iter().filter(|b| b.contains("busy-token")).count(),
+            2
+        );
+
+        let trail = store
+            .event_trail(&event_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        let by_kind = |kind: &str| {
+            trail
+                .deliveries
+                .iter()
+                .find(|d| d.delivery.target_kind == kind)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("no {kind} delivery"))
+        };
+        let d = by_kind(KIND_OAUTH_REVOCATION)?;
+        assert_eq!(d.delivery.status, "dead", "{d:?}");
+        let statuses: Vec<Option<i32>> = d.attempts.iter().map(|a| a.http_status).collect();
+        assert_eq!(statuses, vec![Some(503), Some(400)]);
+        let last = d.delivery.last_error.clone().unwrap_or_default();
+        assert!(
+            last.contains("HTTP 400") && last.contains("unsupported_token_type"),
+            "{last}"
+        );
+        let excerpt = d.attempts[1].response_excerpt.clone().unwrap_or_default();
+        assert!(excerpt.contains("unsupported_token_type"), "{excerpt}");
+        for a in &d.attempts {
+            let text = format!("{a:?}");
+            assert!(
+                !text.contains("rt-good") && !text.contains("busy-token") && !text.contains("eyJ"),
+                "{text}"
+            );
+        }
+        // Only the refused JWT is still held, with its error.
+        let left = grant::Entity::find().all(store.reader()).await?;
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].token_type_hint.as_deref(), Some("access_token"));
+        assert!(
+            left[0]
+                .last_error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("unsupported_token_type")
+        );
+
+        // Global Token Revocation: the RFC 9493 subject as JSON, the bearer token, 204.
+        let g = by_kind(KIND_GLOBAL_TOKEN_REVOCATION)?;
+        assert_eq!(g.delivery.status, "delivered");
+        let gtr_seen = op.seen("/global-token-revocation");
+        assert_eq!(gtr_seen.len(), 1);
+        assert_eq!(gtr_seen[0].content_type, "application/json");
+        assert_eq!(gtr_seen[0].authorization, "Bearer gtr-bearer-secret");
+        let sent: Value = serde_json::from_str(&gtr_seen[0].body)?;
+        assert_eq!(
+            sent,
+            json!({"sub_id": {"format": "email", "email": "ada@example.com"}})
+        );
+        op.stop().await;
+        Ok(())
+    }
+);
+
+db_test!(
+    a_user_without_grants_is_delivered_with_nothing_sent,
+    |store: Store, _url| async move {
+        let op = Op::start()?;
+        let kek = KeyEncryptionKey::generate()?;
+        let tenant = store
+            .create_tenant(&TenantName::parse("acme")?, "test")
+            .await?
+            .tenant;
+        let prepared = OpTargetRequest {
+            kind: KIND_OAUTH_REVOCATION.into(),
+            client_id: "app".into(),
+            groups: vec!["engineering".into()],
+            enabled: true,
+            config: json!({"issuer": op.issuer, "client_secret": "s", "auth_method": "client_secret_post"}),
+        }
+        .prepare(OpContext { kek: &kek, policy: AddressPolicy::AllowInsecure, tenant_id: &tenant.id })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        store
+            .add_target("acme", prepared.target, prepared.audit, "test")
+            .await?;
+        // Bound to a group the user is not in: not reached at all.
+        let event_id = deactivation(&store, &tenant.id, "u-2").await?;
+        let trail = store
+            .event_trail(&event_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        assert!(trail.deliveries.is_empty());
+        op.stop().await;
+        Ok(())
+    }
+);
