@@ -258,12 +258,12 @@ impl OAuthRevocation {
                     }
                 }
                 GrantOutcome::Permanent(what, status) => {
-                    lines.push(format!("grant {}: {what}", grant.id));
+                    lines.push(format!("grant {}{}: {what}", grant.id, hint_of(grant)));
                     let _ = self.store.note_grant_attempt(&grant.id, Some(&what)).await;
                     permanent = permanent.or(status).or(Some(400));
                 }
                 GrantOutcome::Transient(what, status, after) => {
-                    lines.push(format!("grant {}: {what}", grant.id));
+                    lines.push(format!("grant {}{}: {what}", grant.id, hint_of(grant)));
                     let _ = self.store.note_grant_attempt(&grant.id, Some(&what)).await;
                     if transient_status.is_none() {
                         transient_status = Some(status);
@@ -272,10 +272,18 @@ impl OAuthRevocation {
                 }
             }
         }
-        let summary = format!(
-            "revoked {revoked} of {total} grant(s) at {endpoint}\n{}",
-            lines.join("\n")
-        );
+        // Failures first: the worker's `last_error` (what lists show) is the start of this.
+        let (revoked_lines, failed_lines): (Vec<&String>, Vec<&String>) =
+            lines.iter().partition(|l| l.ends_with(": revoked"));
+        let summary = failed_lines
+            .iter()
+            .map(|l| l.as_str())
+            .chain(std::iter::once(
+                format!("revoked {revoked} of {total} grant(s) at {endpoint}").as_str(),
+            ))
+            .chain(revoked_lines.iter().map(|l| l.as_str()))
+            .collect::<Vec<_>>()
+            .join("\n");
         let excerpt: String = summary
             .chars()
             .take(crate::outbound::http::EXCERPT_BYTES)
@@ -287,7 +295,7 @@ impl OAuthRevocation {
                 error: status.is_none().then(|| {
                     lines
                         .iter()
-                        .find(|l| !l.ends_with("revoked"))
+                        .find(|l| !l.ends_with(": revoked"))
                         .cloned()
                         .unwrap_or_default()
                 }),
@@ -397,6 +405,15 @@ impl OAuthRevocation {
             Verdict::Retryable => GrantOutcome::Transient(answer(), ex.status, ex.retry_after),
         }
     }
+}
+
+/// ` (refresh_token)`: which kind of token a trail line is about.
+fn hint_of(grant: &deprov_store::entity::grant::Model) -> String {
+    grant
+        .token_type_hint
+        .as_deref()
+        .map(|h| format!(" ({h})"))
+        .unwrap_or_default()
 }
 
 fn transient(error: String) -> Performed {
