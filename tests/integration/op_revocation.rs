@@ -642,7 +642,7 @@ db_test!(
 );
 
 db_test!(
-    a_user_without_grants_is_delivered_with_nothing_sent,
+    group_bound_op_clients_hear_only_their_members_and_no_grant_means_nothing_sent,
     |store: Store, _url| async move {
         let op = Op::start()?;
         let kek = KeyEncryptionKey::generate()?;
@@ -650,25 +650,238 @@ db_test!(
             .create_tenant(&TenantName::parse("acme")?, "test")
             .await?
             .tenant;
-        let prepared = OpTargetRequest {
-            kind: KIND_OAUTH_REVOCATION.into(),
-            client_id: "app".into(),
-            groups: vec!["engineering".into()],
-            enabled: true,
-            config: json!({"issuer": op.issuer, "client_secret": "s", "auth_method": "client_secret_post"}),
+        for (client_id, groups) in [("bound", vec!["engineering".to_owned()]), ("wide", vec![])] {
+            let prepared = OpTargetRequest {
+                kind: KIND_OAUTH_REVOCATION.into(),
+                client_id: client_id.into(),
+                groups,
+                enabled: true,
+                config: json!({"issuer": op.issuer, "client_secret": "s", "auth_method": "client_secret_post"}),
+            }
+            .prepare(OpContext {
+                kek: &kek,
+                policy: AddressPolicy::AllowInsecure,
+                tenant_id: &tenant.id,
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            store
+                .add_target("acme", prepared.target, prepared.audit, "test")
+                .await?;
         }
-        .prepare(OpContext { kek: &kek, policy: AddressPolicy::AllowInsecure, tenant_id: &tenant.id })
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        store
-            .add_target("acme", prepared.target, prepared.audit, "test")
-            .await?;
-        // Bound to a group the user is not in: not reached at all.
+        // The user is in no group: only the tenant-wide client is reached.
         let event_id = deactivation(&store, &tenant.id, "u-2").await?;
+        let client = OutboundClient::new(AddressPolicy::AllowInsecure, Duration::from_secs(2))?;
+        let worker = Worker::new(
+            store.clone(),
+            WorkerConfig {
+                owner: "w".into(),
+                retry: fast_retries(),
+                ..WorkerConfig::default()
+            },
+        )
+        .with_channel(
+            KIND_OAUTH_REVOCATION,
+            Arc::new(OAuthRevocation::new(
+                store.clone(),
+                kek.clone(),
+                client.clone(),
+                Arc::new(MetadataCache::new(client, Duration::from_secs(60))),
+            )),
+        );
+        drain(&worker, 5).await?;
         let trail = store
             .event_trail(&event_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("no trail"))?;
-        assert!(trail.deliveries.is_empty());
+        assert_eq!(trail.deliveries.len(), 1);
+        let d = &trail.deliveries[0];
+        assert_eq!(d.client_id.as_deref(), Some("wide"));
+        assert_eq!(d.delivery.status, "delivered");
+        let note = d.attempts[0].response_excerpt.clone().unwrap_or_default();
+        assert!(note.contains("no grant"), "{note}");
+        // No grant held: the OP was not even asked for its metadata.
+        assert!(op.seen.lock().map(|s| s.is_empty()).unwrap_or(false));
+        op.stop().await;
+        Ok(())
+    }
+);
+
+/// An ES256 JWT signed with p256 directly (not with the library deprov verifies with).
+fn es256_jwt(key: &p256::ecdsa::SigningKey, claims: &Value) -> anyhow::Result<String> {
+    use p256::ecdsa::signature::Signer as _;
+    let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let input = format!(
+        "{}.{}",
+        b64(json!({"alg": "ES256", "typ": "JWT"}).to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let sig: p256::ecdsa::Signature = key.sign(input.as_bytes());
+    Ok(format!("{input}.{}", b64(&sig.to_bytes())))
+}
+
+/// Verifies an ES256 JWT with p256 directly; returns its claims.
+fn es256_verify(key: &p256::ecdsa::VerifyingKey, jwt: &str) -> anyhow::Result<Value> {
+    use p256::ecdsa::signature::Verifier as _;
+    let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v);
+    let (input, sig) = jwt
+        .rsplit_once('.')
+        .ok_or_else(|| anyhow::anyhow!("not a JWT"))?;
+    let sig = p256::ecdsa::Signature::from_slice(&b64(sig)?)?;
+    key.verify(input.as_bytes(), &sig)?;
+    let header: Value = serde_json::from_slice(&b64(input.split('.').next().unwrap_or(""))?)?;
+    anyhow::ensure!(header["alg"] == "ES256", "{header}");
+    let payload = input.split('.').nth(1).unwrap_or("");
+    Ok(serde_json::from_slice(&b64(payload)?)?)
+}
+
+fn p256_key() -> anyhow::Result<(p256::SecretKey, String, String)> {
+    use p256::elliptic_curve::Generate as _;
+    use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+    let secret = p256::SecretKey::try_generate_from_rng(&mut getrandom::SysRng)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let private = secret.to_pkcs8_pem(LineEnding::LF)?.to_string();
+    let public = secret.public_key().to_public_key_pem(LineEnding::LF)?;
+    Ok((secret, private, public))
+}
+
+db_test!(
+    private_key_jwt_authenticates_the_app_to_deprov_and_deprov_to_the_op,
+    |store: Store, _url| async move {
+        let op = Op::start()?;
+        let app = App::start_with(store.clone(), |c| {
+            c.admin_token = Some(deprov_core::Secret::new(ADMIN));
+            c.allow_insecure_targets = true;
+            c.delivery.worker = true;
+        })
+        .await?;
+        let (app_key, _, app_public) = p256_key()?;
+        let (op_key, op_private, _) = p256_key()?;
+        let (status, body) = admin(
+            &app,
+            Method::POST,
+            "/tenants/acme/ops",
+            Some(&json!({
+                "kind": "oauth_revocation",
+                "client_id": "pkj",
+                "config": {
+                    "issuer": op.issuer,
+                    "auth_method": "private_key_jwt",
+                    "private_key": op_private,
+                    "private_key_alg": "ES256",
+                    "kid": "op-key-1",
+                    "subject": "externalId",
+                    "api_public_key": app_public,
+                    "api_public_key_alg": "ES256",
+                }
+            })),
+        )
+        .await?;
+        assert_eq!(status, 201, "{body}");
+        assert!(body.get("grants_api_secret").is_none(), "{body}");
+        assert_eq!(body["config"]["private_key"], "[sealed]");
+        assert!(!body.to_string().contains("PRIVATE KEY"), "{body}");
+        let user = create_user(&app, "ada@example.com", "okta-ada").await?;
+
+        let audience = format!("{}/api/v1/acme/grants", app.root);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let claims = |aud: &str, jti: &str| json!({"iss": "pkj", "sub": "pkj", "aud": aud, "iat": now, "exp": now + 60, "jti": jti});
+        let signing = p256::ecdsa::SigningKey::from(&app_key);
+        let assertion = es256_jwt(&signing, &claims(&audience, "jti-1"))?;
+        let form = |assertion: &str| {
+            vec![
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+                ),
+                ("client_assertion", assertion.to_owned()),
+                ("token", "rt-pkj-1".to_owned()),
+                ("token_type_hint", "refresh_token".to_owned()),
+                ("sub", "okta-ada".to_owned()),
+            ]
+        };
+        let app_ref = &app;
+        let post = |f: Vec<(&'static str, String)>| async move {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            grants_post(app_ref, "acme", "", None, &pairs).await
+        };
+        let (status, body, _) = post(form(&assertion)).await?;
+        assert_eq!(status, 201, "{body}");
+        // The same assertion again is a replay.
+        let (status, body, _) = post(form(&assertion)).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{body}"
+        );
+        // Another audience (another tenant's endpoint), or a key that is not registered.
+        let other_aud = es256_jwt(
+            &signing,
+            &claims(&format!("{}/api/v1/other/grants", app.root), "jti-2"),
+        )?;
+        assert_eq!(post(form(&other_aud)).await?.0, 401);
+        let stranger = p256::ecdsa::SigningKey::from(&p256_key()?.0);
+        assert_eq!(
+            post(form(&es256_jwt(&stranger, &claims(&audience, "jti-3"))?))
+                .await?
+                .0,
+            401
+        );
+
+        // Deactivation: deprov authenticates at the OP with its own assertion for "pkj".
+        app.patch(
+            &format!("/Users/{user}"),
+            &patch_ops(json!([{"op": "Replace", "path": "active", "value": "False"}])),
+        )
+        .await?
+        .expect(200);
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            seen = op.seen("/token/revocation");
+            if !seen.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let r = &seen[0];
+        assert_eq!(
+            r.authorization, "",
+            "private_key_jwt sends no Authorization header"
+        );
+        let fields: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(r.body.as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(fields.get("token").map(String::as_str), Some("rt-pkj-1"));
+        assert_eq!(fields.get("client_id").map(String::as_str), Some("pkj"));
+        assert_eq!(
+            fields.get("client_assertion_type").map(String::as_str),
+            Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        );
+        let sent = es256_verify(
+            &p256::ecdsa::VerifyingKey::from(&p256::ecdsa::SigningKey::from(&op_key)),
+            fields
+                .get("client_assertion")
+                .map(String::as_str)
+                .unwrap_or(""),
+        )?;
+        assert_eq!(sent["iss"], "pkj");
+        assert_eq!(sent["sub"], "pkj");
+        assert_eq!(sent["aud"], op.issuer);
+        assert!(sent["jti"].as_str().is_some_and(|j| !j.is_empty()));
+        let exp = sent["exp"].as_u64().unwrap_or(0);
+        assert!(exp > now && exp <= now + 120, "{sent}");
+        // Revoked, so no longer held.
+        for _ in 0..100 {
+            if grant::Entity::find().all(store.reader()).await?.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(grant::Entity::find().all(store.reader()).await?.is_empty());
+        app.stop().await?;
         op.stop().await;
         Ok(())
     }
