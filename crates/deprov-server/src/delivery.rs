@@ -52,7 +52,9 @@ pub async fn ensure_keys_in_use(store: &Store, keys: &KeyRing) -> anyhow::Result
     Ok(())
 }
 
-/// The worker that performs deliveries, with every channel registered.
+/// The worker that performs deliveries, with every channel registered: one per
+/// `targets.kind` (the provider admin kinds of `deprov_store::op_targets::PROVIDER_ADMIN_KINDS`
+/// register theirs here too; a kind without a channel dead-letters its deliveries loudly).
 pub fn worker(config: &Config, store: &Store, keys: Arc<KeyRing>) -> anyhow::Result<Worker> {
     let d = &config.delivery;
     let timeout = Duration::from_secs(d.timeout_secs);
