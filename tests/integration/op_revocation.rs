@@ -886,3 +886,83 @@ db_test!(
         Ok(())
     }
 );
+
+db_test!(
+    many_grants_are_revoked_over_several_attempts_within_the_lease,
+    |store: Store, _url| async move {
+        let op = Op::start()?;
+        let kek = KeyEncryptionKey::generate()?;
+        let tenant = store
+            .create_tenant(&TenantName::parse("acme")?, "test")
+            .await?
+            .tenant;
+        let prepared = OpTargetRequest {
+            kind: KIND_OAUTH_REVOCATION.into(),
+            client_id: "app".into(),
+            groups: vec![],
+            enabled: true,
+            config: json!({"issuer": op.issuer, "client_secret": "s", "subject": "id"}),
+        }
+        .prepare(OpContext {
+            kek: &kek,
+            policy: AddressPolicy::AllowInsecure,
+            tenant_id: &tenant.id,
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let target = store
+            .add_target("acme", prepared.target, prepared.audit, "test")
+            .await?;
+        for n in 0..30 {
+            let id = uuid::Uuid::now_v7().to_string();
+            let token = format!("rt-{n}");
+            store
+                .insert_grant(NewGrant {
+                    token_sealed: seal_grant(&kek, &tenant.id, &id, &token)?,
+                    id,
+                    tenant_id: tenant.id.clone(),
+                    target_id: target.id.clone(),
+                    user_id: "u-1".into(),
+                    subject: "u-1".into(),
+                    token_hash: TokenHash::of(&token).to_hex(),
+                    token_type_hint: None,
+                    expires_at: None,
+                })
+                .await?;
+        }
+        let event_id = deactivation(&store, &tenant.id, "u-1").await?;
+        let client = OutboundClient::new(AddressPolicy::AllowInsecure, Duration::from_secs(2))?;
+        let worker = Worker::new(
+            store.clone(),
+            WorkerConfig {
+                owner: "w".into(),
+                retry: fast_retries(),
+                ..WorkerConfig::default()
+            },
+        )
+        .with_channel(
+            KIND_OAUTH_REVOCATION,
+            Arc::new(OAuthRevocation::new(
+                store.clone(),
+                kek.clone(),
+                client.clone(),
+                Arc::new(MetadataCache::new(client, Duration::from_secs(60))),
+            )),
+        );
+        drain(&worker, 10).await?;
+        let trail = store
+            .event_trail(&event_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        let d = &trail.deliveries[0];
+        assert_eq!(d.delivery.status, "delivered", "{d:?}");
+        assert_eq!(d.attempts.len(), 2);
+        assert_eq!(
+            d.attempts[0].error.as_deref(),
+            Some("5 grant(s) left for the next attempt")
+        );
+        assert_eq!(op.seen("/token/revocation").len(), 30);
+        assert!(grant::Entity::find().all(store.reader()).await?.is_empty());
+        op.stop().await;
+        Ok(())
+    }
+);

@@ -15,6 +15,9 @@
 //! - `DELETE …/grants/{id}` — withdraw one (the application revoked or dropped it).
 //! - `POST …/grants/withdraw` with `token` — withdraw by the token itself.
 //!
+//! `GET` and `DELETE` carry no body, so they take HTTP Basic only; a client that
+//! authenticates with assertions withdraws with `POST …/grants/withdraw`.
+//!
 //! Client authentication (one method per request, RFC 6749 §2.3): HTTP Basic with the
 //! client_id and the `deprov_grants_…` secret deprov issued (§2.3.1, both form-urlencoded
 //! inside Basic), the same in the body (`client_id`, `client_secret`), or a client assertion
@@ -360,9 +363,11 @@ async fn authenticate(
                 "client_id in the body differs from the authenticated client",
             ));
         }
-        let client = find(id)
-            .await?
-            .ok_or_else(|| GrantError::invalid_client(true))?;
+        let Some(client) = find(id).await? else {
+            // As much work as for a known client: timing does not tell which ids exist.
+            let _ = TokenHash::of(&secret).matches(&TokenHash::of(""));
+            return Err(GrantError::invalid_client(true));
+        };
         return if check_secret(&client, &secret) {
             Ok(client)
         } else {
@@ -373,9 +378,10 @@ async fn authenticate(
         let id = params
             .get("client_id")
             .ok_or_else(|| GrantError::invalid_request("client_secret without client_id"))?;
-        let client = find(id.to_owned())
-            .await?
-            .ok_or_else(|| GrantError::invalid_client(false))?;
+        let Some(client) = find(id.to_owned()).await? else {
+            let _ = TokenHash::of(secret).matches(&TokenHash::of(""));
+            return Err(GrantError::invalid_client(false));
+        };
         return if check_secret(&client, secret) {
             Ok(client)
         } else {
@@ -423,6 +429,14 @@ async fn authenticate(
         let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
         let now = now_secs();
         if exp - now > MAX_ASSERTION_LIFETIME_SECS {
+            return Err(GrantError::invalid_client(false));
+        }
+        // An assertion issued in the future (beyond clock skew) is not one to trust.
+        if claims
+            .get("iat")
+            .and_then(Value::as_i64)
+            .is_some_and(|iat| iat > now + 60)
+        {
             return Err(GrantError::invalid_client(false));
         }
         let jti = claims

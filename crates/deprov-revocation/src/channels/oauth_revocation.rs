@@ -28,6 +28,10 @@
 //! visible and re-drivable; else delivered. The attempt records the deciding HTTP status
 //! and one line per grant (grant id, status, start of the OP's answer — never the token).
 //!
+//! One attempt stops at the first retryable failure (the OP is down or overloaded: the
+//! remaining grants would fail alike), after 25 grants, or after 20 s, so that it ends well
+//! inside the worker's lease; the rest is retried by the next attempt.
+//!
 //! Why not one delivery per grant: grants are registered by applications at any time,
 //! including between the SCIM event and the attempt (an application that logged the user
 //! in a second before the deactivation). Reading them at attempt time catches those, and
@@ -154,6 +158,12 @@ pub struct OAuthRevocation {
     metadata: Arc<MetadataCache>,
 }
 
+/// The most grants one attempt revokes; the rest wait for the next attempt.
+const MAX_GRANTS_PER_ATTEMPT: usize = 25;
+/// No new revocation request is started after this much of an attempt (the worker's lease is
+/// six HTTP timeouts; one request in flight may still take one timeout).
+const ATTEMPT_BUDGET: Duration = Duration::from_secs(20);
+
 /// How one grant's revocation ended.
 enum GrantOutcome {
     Revoked,
@@ -236,7 +246,18 @@ impl OAuthRevocation {
         let mut transient_status: Option<Option<u16>> = None;
         let mut retry_after: Option<Duration> = None;
         let mut latency = Duration::ZERO;
-        for grant in &grants {
+        let attempt_started = std::time::Instant::now();
+        let mut left = 0usize;
+        for (i, grant) in grants.iter().enumerate() {
+            // Bound one attempt well inside the worker's lease: a user with many grants, or
+            // an OP that has started failing, is continued by the next attempt.
+            if i >= MAX_GRANTS_PER_ATTEMPT
+                || attempt_started.elapsed() >= ATTEMPT_BUDGET
+                || transient_status.is_some()
+            {
+                left = grants.len() - i;
+                break;
+            }
             let started = std::time::Instant::now();
             let outcome = self
                 .revoke_one(
@@ -270,6 +291,12 @@ impl OAuthRevocation {
                     }
                     retry_after = retry_after.max(after);
                 }
+            }
+        }
+        if left > 0 {
+            lines.push(format!("{left} grant(s) left for the next attempt"));
+            if transient_status.is_none() {
+                transient_status = Some(None);
             }
         }
         // Failures first: the worker's `last_error` (what lists show) is the start of this.
