@@ -102,7 +102,12 @@ async fn add_rp(app: &App, tenant: &str, client_id: &str) -> anyhow::Result<Valu
 
 /// Provisions `user` over SCIM with `token` at `base` and deactivates them: one event, one
 /// delivery per relying party of the tenant. Returns the user's id.
-async fn deactivate(app: &App, base: &str, token: &str, user: &str) -> anyhow::Result<String> {
+pub(crate) async fn deactivate(
+    app: &App,
+    base: &str,
+    token: &str,
+    user: &str,
+) -> anyhow::Result<String> {
     let auth = format!("Bearer {token}");
     let created = app
         .call_with(
@@ -128,7 +133,7 @@ async fn deactivate(app: &App, base: &str, token: &str, user: &str) -> anyhow::R
 }
 
 /// Makes every due delivery a dead letter, as a worker does on a 400.
-async fn bury_all(store: &Store) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn bury_all(store: &Store) -> anyhow::Result<Vec<String>> {
     let claimed = store
         .claim_due("test-worker", 60_000, 100, 100, &Default::default())
         .await?;

@@ -26,14 +26,14 @@ use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
 type Script = (Arc<Mutex<Vec<String>>>, Arc<Vec<(u16, &'static str)>>);
 
 /// A receiver answering from a script of statuses (the last one repeats), recording bodies.
-struct Receiver {
-    url: String,
-    received: Arc<Mutex<Vec<String>>>,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
+    pub(crate) received: Arc<Mutex<Vec<String>>>,
     server: actix_web::dev::ServerHandle,
 }
 
 impl Receiver {
-    fn start(script: Vec<(u16, &'static str)>) -> anyhow::Result<Self> {
+    pub(crate) fn start(script: Vec<(u16, &'static str)>) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let url = format!("http://{}/backchannel-logout", listener.local_addr()?);
         let received: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -73,7 +73,7 @@ impl Receiver {
         self.received.lock().map(|r| r.len()).unwrap_or(0)
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.server.stop(false).await;
     }
 }

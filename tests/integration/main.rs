@@ -3,9 +3,11 @@
 //! (when `DEPROV_TEST_DATABASE_URL` is set).
 
 mod admin;
+mod console;
 mod delivery;
 mod durability;
 mod keys;
+mod metrics;
 mod op_revocation;
 mod scim_entra;
 mod scim_harness;

@@ -3,6 +3,8 @@
 #   - node_modules/ with `npm ci` from the committed package-lock.json
 #     (jose, express, express-openid-connect, oidc-provider);
 #   - .venv/ with pip from requirements.txt (scim2-cli / scim2-tester, joserfc).
+#   - Chromium for console.test.mjs (Debian's `chromium` package, /usr/bin/chromium, with
+#     apt-get when it is missing; driven by playwright-core, which downloads no browser).
 # Idempotent: each part is skipped while its lock file is unchanged since the last install.
 # Quiet on success; on failure prints the installer's output and what to do.
 set -euo pipefail
@@ -67,4 +69,21 @@ if [[ "$want" != "$have" || ! -x .venv/bin/scim2 ]]; then
     echo "$want" >.venv/.deprov-interop-stamp
     echo "interop setup: python packages installed ($((SECONDS - started)) s)"
 fi
+# ---- chromium (the console's end-to-end test) ---------------------------------------------
+chromium_bin=${DEPROV_CHROMIUM:-/usr/bin/chromium}
+if [[ ! -x "$chromium_bin" ]]; then
+    command -v apt-get >/dev/null \
+        || fail "no Chromium at $chromium_bin and no apt-get to install it (install Chromium, or set DEPROV_CHROMIUM)"
+    started=$SECONDS
+    sudo=""
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || fail "Chromium is missing and installing it needs root: apt-get install chromium"
+        sudo="sudo -n"
+    fi
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium; } >"$log" 2>&1 \
+        || fail "apt-get install chromium failed (is the Debian mirror reachable? run as root?)"
+    [[ -x "$chromium_bin" ]] || fail "chromium was installed but $chromium_bin does not exist (set DEPROV_CHROMIUM)"
+    echo "interop setup: chromium installed ($((SECONDS - started)) s)"
+fi
+"$chromium_bin" --version >/dev/null 2>>"$log" || fail "$chromium_bin does not start"
 echo "interop setup: ready"

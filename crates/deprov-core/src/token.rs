@@ -25,6 +25,8 @@ pub enum TokenKind {
     /// Authenticates one OP client of a tenant to the grants API (its `client_secret`
     /// there, RFC 6749 §2.3.1).
     Grants,
+    /// A signed-in web console session (the value of its cookie).
+    ConsoleSession,
 }
 
 impl TokenKind {
@@ -33,6 +35,7 @@ impl TokenKind {
             TokenKind::Scim => "deprov_scim_",
             TokenKind::Admin => "deprov_admin_",
             TokenKind::Grants => "deprov_grants_",
+            TokenKind::ConsoleSession => "deprov_session_",
         }
     }
 }

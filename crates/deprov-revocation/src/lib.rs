@@ -9,4 +9,5 @@ pub mod discovery;
 pub mod keys;
 pub mod logout_token;
 pub mod outbound;
+pub mod receiver;
 pub mod worker;

@@ -3,7 +3,8 @@
 //! `POST /bcl/{n}` is answered 200 at once, after recording the wall-clock time (Unix
 //! microseconds, the clock the benchmark's SCIM client also reads), the port, and the
 //! `sub`/`aud` read from the logout token's payload. The token's signature is *not*
-//! verified here: the interop tests do that; this receiver is meant to be cheap, so that it
+//! verified here: the interop tests and `deprov demo`'s sample application
+//! (`deprov_revocation::receiver`) do that; this receiver is meant to be cheap, so that it
 //! is not what limits the delivery rate.
 //!
 //! Control routes on any of the ports: `GET /stats` (`{"count": N, "first_us": …,
@@ -51,7 +52,7 @@ fn now_us() -> u64 {
 
 /// `sub` and `aud` of the logout token in a form body, without verifying it.
 fn claims(body: &[u8]) -> Option<(String, String)> {
-    let (_, token) = url::form_urlencoded::parse(body).find(|(k, _)| k == "logout_token")?;
+    let token = deprov_revocation::receiver::logout_token_from_form(body)?;
     let payload = token.split('.').nth(1)?;
     let json: serde_json::Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;

@@ -4,13 +4,15 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use deprov_store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::{admin, delivery, grants, health, wellknown};
+use crate::metrics::Metrics;
+use crate::{admin, console, delivery, grants, health, metrics, wellknown};
 
 /// A running deprov: its HTTP server and its background tasks.
 ///
@@ -46,6 +48,16 @@ fn scim_config(config: &Config) -> deprov_scim::ScimConfig {
     }
 }
 
+/// `GET /metrics`, behind the admin token when the configuration asks for it.
+fn metrics_route(cfg: &mut web::ServiceConfig, require_admin_token: bool) {
+    let resource = web::resource("/metrics").route(web::get().to(metrics::handler));
+    if require_admin_token {
+        cfg.service(resource.wrap(from_fn(admin::auth::require_admin)));
+    } else {
+        cfg.service(resource);
+    }
+}
+
 impl Running {
     /// Starts serving on `listener` (bind port 0 in tests), and the delivery worker unless
     /// the configuration turns it off.
@@ -60,31 +72,44 @@ impl Running {
         delivery::ensure_keys_in_use(&store, &keys).await?;
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let metrics = Metrics::new(Duration::from_secs(config.metrics.cache_secs));
         if config.delivery.worker {
-            let worker = Arc::new(delivery::worker(&config, &store, keys.clone())?);
-            tasks.spawn(worker.run(cancel.clone()));
+            let worker =
+                delivery::worker(&config, &store, keys.clone())?.with_observer(metrics.clone());
+            tasks.spawn(Arc::new(worker).run(cancel.clone()));
         }
         tasks.spawn(delivery::purge_expired_grants(
             store.clone(),
             cancel.clone(),
         ));
+        let metrics_data = web::Data::from(metrics);
+        let metrics_protected = config.metrics.require_admin_token;
         let store_data = web::Data::new(store.clone());
         let config_data = web::Data::from(config.clone());
         let keys_data = web::Data::new(keys);
         let grants_data = web::Data::new(grants::GrantsState::default());
         let scim = scim_config(&config);
+        let console_enabled = config.console.enabled;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(store_data.clone())
                 .app_data(config_data.clone())
                 .app_data(keys_data.clone())
                 .app_data(grants_data.clone())
+                .app_data(metrics_data.clone())
+                .wrap(from_fn(metrics::scim_middleware))
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("deprov::http"))
                 .configure(health::configure)
+                .configure(|cfg| metrics_route(cfg, metrics_protected))
                 .configure(wellknown::configure)
                 .configure(|cfg| deprov_scim::configure(cfg, scim.clone()))
                 .configure(admin::configure)
                 .configure(grants::configure)
+                .configure(|cfg| {
+                    if console_enabled {
+                        console::configure(cfg);
+                    }
+                })
         })
         // Signals are handled by the caller, which owns the order of shutdown.
         .disable_signals()

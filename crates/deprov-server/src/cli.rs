@@ -64,6 +64,21 @@ pub enum Command {
     /// Deliveries of events to targets: pending, retrying, delivered, dead.
     #[command(subcommand)]
     Deliveries(DeliveriesCommand),
+    /// Show the whole path in a few seconds, on a throwaway database.
+    ///
+    /// Starts deprov and a sample application in a temporary directory, provisions a user
+    /// over SCIM and deactivates it as Entra ID does; the application receives and verifies
+    /// the back-channel logout. Prints the token and the event's trail, then stops
+    /// everything and removes the directory.
+    Demo,
+    /// Exit 0 when a running deprov is ready, 1 otherwise (container health checks).
+    ///
+    /// GETs `/readyz` (the database answers) on the configured listen address, or `--url`.
+    Healthcheck {
+        /// The URL to probe. Default: `/readyz` on the configured listen address.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -359,6 +374,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => serve(config).await,
+        Command::Demo => crate::demo::run().await,
+        Command::Healthcheck { url } => healthcheck(&config, url, json).await,
         Command::Tenant(cmd) => {
             let store = Store::open(&config.database()?).await?;
             let result = tenant(cmd, &store, &config, json).await;
@@ -424,7 +441,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     {
         // Printed, not logged, like the SCIM token above.
         println!(
-            "\nCreated an admin token for the admin API ({}/admin/v1, OpenAPI at /admin/v1/openapi.json):\n  Admin token:   {}\nThe token is shown only now.\n",
+            "\nCreated an admin token for the admin API ({0}/admin/v1, OpenAPI at /admin/v1/openapi.json) and the console ({0}/console):\n  Admin token:   {1}\nThe token is shown only now.\n",
             config.public_url(),
             token.token.expose()
         );
@@ -436,10 +453,48 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         listen = %running.local_addr(),
         public_url = %config.public_url(),
+        console = config.console.enabled,
         "deprov is serving"
     );
     wait_for_signal().await;
     running.shutdown().await
+}
+
+/// The readiness URL on the listen address (an unspecified address is probed on loopback).
+fn readiness_url(config: &Config) -> String {
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    format!("http://{addr}/readyz")
+}
+
+async fn healthcheck(config: &Config, url: Option<String>, json: bool) -> anyhow::Result<()> {
+    let url = url.unwrap_or_else(|| readiness_url(config));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let response = client
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("{url}: no answer"))?;
+    let status = response.status();
+    if !status.is_success() {
+        anyhow::bail!("{url} answered {status}");
+    }
+    if json {
+        print_json(&json!({ "url": url, "status": status.as_u16() }))?;
+    } else {
+        println!("{url} answered {status}");
+    }
+    Ok(())
 }
 
 /// Waits for SIGINT (Ctrl-C) or SIGTERM (container stop).
@@ -591,6 +646,25 @@ async fn tenant(
     Ok(())
 }
 
+/// Registers a relying party with the admin API's checks (errors name the field as its
+/// flag) and makes sure the key it will be signed with exists and is published.
+pub(crate) async fn register_rp(
+    store: &Store,
+    config: &Config,
+    tenant: &str,
+    request: RelyingPartyRequest,
+) -> anyhow::Result<RelyingParty> {
+    let new = request
+        .validate(config)
+        .map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
+    let alg = new.alg;
+    let rp = store.add_relying_party(tenant, new, CLI_ACTOR).await?;
+    // Its key exists (and is published) before the first logout token needs it.
+    let keys = crate::delivery::key_ring(config, store).await?;
+    keys.ensure_key(alg).await?;
+    Ok(rp)
+}
+
 fn rp_json(rp: &RelyingParty) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::to_value(rp)?)
 }
@@ -598,8 +672,7 @@ fn rp_json(rp: &RelyingParty) -> anyhow::Result<serde_json::Value> {
 async fn rp(cmd: RpCommand, store: &Store, config: &Config, json: bool) -> anyhow::Result<()> {
     match cmd {
         RpCommand::Add(add) => {
-            // The admin API's checks, with the field named as its flag.
-            let new = RelyingPartyRequest {
+            let request = RelyingPartyRequest {
                 client_id: add.client_id,
                 backchannel_logout_uri: add.backchannel_logout_uri,
                 subject: add.subject,
@@ -609,14 +682,8 @@ async fn rp(cmd: RpCommand, store: &Store, config: &Config, json: bool) -> anyho
                 issuer: add.issuer,
                 kid: add.kid,
                 enabled: !add.disabled,
-            }
-            .validate(config)
-            .map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
-            let alg = new.alg;
-            let rp = store.add_relying_party(&add.tenant, new, CLI_ACTOR).await?;
-            // Its key exists (and is published) before the first logout token needs it.
-            let keys = crate::delivery::key_ring(config, store).await?;
-            keys.ensure_key(alg).await?;
+            };
+            let rp = register_rp(store, config, &add.tenant, request).await?;
             if json {
                 print_json(&rp_json(&rp)?)?;
             } else {
@@ -769,56 +836,64 @@ async fn events(cmd: EventsCommand, store: &Store, json: bool) -> anyhow::Result
             if json {
                 print_json(&value)?;
             } else {
-                let e = &trail.event;
-                println!(
-                    "event {} ({}) at {}",
-                    e.id,
-                    e.kind,
-                    format_time(e.occurred_at)
-                );
-                println!(
-                    "  user     {} {}",
-                    e.user_id,
-                    e.user_snapshot
-                        .get("userName")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("")
-                );
-                if let Some(g) = &e.group_display_name {
-                    println!("  group    {g} ({})", e.group_id.as_deref().unwrap_or(""));
-                }
-                println!(
-                    "  request  {} {} (request id {})",
-                    e.scim_method, e.scim_path, e.request_id
-                );
-                for d in &trail.deliveries {
-                    println!(
-                        "  delivery {} to {} [{}] {}",
-                        d.delivery.id,
-                        d.client_id.as_deref().unwrap_or("(removed target)"),
-                        d.delivery.target_kind,
-                        d.delivery.status
-                    );
-                    for a in &d.attempts {
-                        println!(
-                            "    #{} {} {} {} ms {}{}",
-                            a.attempt_no,
-                            format_time(a.started_at),
-                            a.http_status
-                                .map_or_else(|| "-".to_owned(), |s| s.to_string()),
-                            a.latency_ms,
-                            a.outcome,
-                            a.error
-                                .as_deref()
-                                .map(|e| format!(": {e}"))
-                                .unwrap_or_default()
-                        );
-                    }
-                }
+                print_trail(&trail, "");
             }
         }
     }
     Ok(())
+}
+
+/// An event's trail as `deprov events show` prints it, for people.
+pub(crate) fn print_trail(trail: &deprov_store::outbox::EventTrail, indent: &str) {
+    let e = &trail.event;
+    println!(
+        "{indent}event {} ({}) at {}",
+        e.id,
+        e.kind,
+        format_time(e.occurred_at)
+    );
+    println!(
+        "{indent}  user     {} {}",
+        e.user_id,
+        e.user_snapshot
+            .get("userName")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+    );
+    if let Some(g) = &e.group_display_name {
+        println!(
+            "{indent}  group    {g} ({})",
+            e.group_id.as_deref().unwrap_or("")
+        );
+    }
+    println!(
+        "{indent}  request  {} {} (request id {})",
+        e.scim_method, e.scim_path, e.request_id
+    );
+    for d in &trail.deliveries {
+        println!(
+            "{indent}  delivery {} to {} [{}] {}",
+            d.delivery.id,
+            d.client_id.as_deref().unwrap_or("(removed target)"),
+            d.delivery.target_kind,
+            d.delivery.status
+        );
+        for a in &d.attempts {
+            println!(
+                "{indent}    #{} {} {} {} ms {}{}",
+                a.attempt_no,
+                format_time(a.started_at),
+                a.http_status
+                    .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                a.latency_ms,
+                a.outcome,
+                a.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
 }
 
 /// The trail as JSON: the admin API's `GET /admin/v1/events/{id}` document.

@@ -54,6 +54,53 @@ pub struct Config {
     pub admin_token: Option<Secret>,
     pub scim: ScimLimits,
     pub delivery: DeliveryConfig,
+    pub console: ConsoleConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// The web console at `/console` (signed in with an admin token).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConsoleConfig {
+    /// Serve the console.
+    pub enabled: bool,
+    /// A session ends this long after sign-in, however busy, in seconds.
+    pub session_lifetime_secs: u64,
+    /// A session ends when unused this long, in seconds.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_lifetime_secs: 8 * 3600,
+            idle_timeout_secs: 30 * 60,
+        }
+    }
+}
+
+/// `/metrics` (Prometheus text format).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MetricsConfig {
+    /// Require the admin bearer token on `/metrics`. Off by default: the metrics carry
+    /// counts only (no tenant names, user ids or paths), and scrapers are usually inside
+    /// the deployment; turn it on when the listener is reachable from outside and the
+    /// ingress does not block `/metrics`.
+    pub require_admin_token: bool,
+    /// How long one reading of the database (queue depth, dead letters, events) serves
+    /// scrapes, in seconds; 0 reads it on every scrape.
+    pub cache_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            require_admin_token: false,
+            cache_secs: 2,
+        }
+    }
 }
 
 /// How deliveries are performed and retried (DESIGN.md, "Delivery semantics").
@@ -136,6 +183,8 @@ impl Default for Config {
             admin_token: None,
             scim: ScimLimits::default(),
             delivery: DeliveryConfig::default(),
+            console: ConsoleConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -260,6 +309,11 @@ impl Config {
             ("delivery.per_target", d.per_target as u64),
             ("delivery.timeout_secs", d.timeout_secs),
             ("delivery.max_age_hours", d.max_age_hours),
+            (
+                "console.session_lifetime_secs",
+                self.console.session_lifetime_secs,
+            ),
+            ("console.idle_timeout_secs", self.console.idle_timeout_secs),
         ] {
             if value == 0 {
                 return Err(ConfigError(format!(

@@ -404,3 +404,77 @@ fn json_logs_on_request() -> TestResult {
     child.wait()?;
     Ok(())
 }
+
+#[test]
+fn demo_shows_a_verified_logout_and_the_trail_and_leaves_nothing_behind() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let started = Instant::now();
+    let out = run(deprov(dir.path()).arg("demo"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    for expected in [
+        "\"op\":\"Replace\",\"path\":\"active\",\"value\":\"False\"",
+        "received a back-channel logout",
+        "\"typ\":\"logout+jwt\"",
+        "\"http://schemas.openid.net/event/backchannel-logout\": {}",
+        "\"aud\": \"sample-app\"",
+        "\"sub\": \"00u1demoada\"",
+        "(deactivated)",
+        "to sample-app [backchannel_logout] delivered",
+        " 200 ",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
+    }
+    assert!(!stdout.contains("\"nonce\""), "{stdout}");
+    // The temporary directory it names is gone, and nothing was written where it ran.
+    let temp = stdout
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(" in ").next())
+        .ok_or("no directory named")?;
+    assert!(!Path::new(temp).exists(), "{temp} is left behind");
+    assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
+    // No secret of the demo tenant reaches the output.
+    assert!(!stdout.contains("deprov_scim_"), "{stdout}");
+    assert!(!stderr.contains("deprov_scim_"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn healthcheck_succeeds_against_a_ready_deprov_and_fails_with_one_line_otherwise() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let (mut child, addr) = start_serve(dir.path(), port)?;
+    // The default probes /readyz on the listen address; 0.0.0.0 is probed on loopback.
+    let ok = run(deprov(dir.path())
+        .arg("healthcheck")
+        .env("DEPROV_LISTEN", format!("0.0.0.0:{port}")))?;
+    let ok_out = String::from_utf8_lossy(&ok.stdout).into_owned();
+    let explicit =
+        run(deprov(dir.path()).args(["healthcheck", "--url", &format!("http://{addr}/healthz")]))?;
+    terminate(&child)?;
+    child.wait()?;
+    assert!(
+        ok.status.success(),
+        "{ok_out}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(ok_out.contains("/readyz answered 200"), "{ok_out}");
+    assert!(explicit.status.success());
+
+    // Nothing listens there any more.
+    let down = run(deprov(dir.path())
+        .arg("healthcheck")
+        .env("DEPROV_LISTEN", addr.to_string()))?;
+    assert!(!down.status.success());
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    Ok(())
+}

@@ -9,6 +9,7 @@ pub mod admin_tokens;
 pub mod audit;
 mod auth_cache;
 mod connect;
+pub mod console;
 pub mod entity;
 mod error;
 pub mod grants;
@@ -18,6 +19,7 @@ pub mod op_targets;
 pub mod operations;
 pub mod outbox;
 pub mod scim;
+pub mod stats;
 pub mod targets;
 pub mod tenants;
 #[cfg(feature = "testing")]

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::audit::{self, AuditRecord};
 use crate::entity::{audit_entry, delivery, event, target};
 use crate::outbox::{CANCELLED, DEAD, DELIVERED, EventSummary, PENDING, RETRYING};
-use crate::targets::RelyingParty;
+use crate::targets::{NewRelyingParty, RelyingParty, RelyingPartyConfig};
 use crate::{Store, StoreError, now_millis};
 
 pub use crate::entity::audit_entry::Model as AuditEntry;
@@ -77,6 +77,65 @@ impl Store {
         self.commit(txn).await?;
         Ok(RelyingParty {
             enabled,
+            updated_at: now,
+            ..existing
+        })
+    }
+
+    /// Changes how a relying party is told: its logout URI, subject mapping, algorithm,
+    /// `sid` requirement, issuer and key, from `settings` (validated by the caller, as for
+    /// [`Store::add_relying_party`]). Its client_id, groups and enabled state are kept.
+    /// Deliveries still waiting use the new settings at their next attempt.
+    pub async fn update_relying_party(
+        &self,
+        tenant_name: &str,
+        id_or_client_id: &str,
+        settings: &NewRelyingParty,
+        actor: &str,
+    ) -> Result<RelyingParty, StoreError> {
+        let existing = self.relying_party(tenant_name, id_or_client_id).await?;
+        let config = RelyingPartyConfig {
+            backchannel_logout_uri: settings.backchannel_logout_uri.to_string(),
+            subject: settings.subject.to_string(),
+            alg: settings.alg.to_string(),
+            require_sid: settings.require_sid,
+            issuer: settings.issuer.clone(),
+            kid: settings.kid.clone(),
+        };
+        if config == existing.config {
+            return Ok(existing);
+        }
+        let config_json =
+            serde_json::to_value(&config).map_err(|e| sea_orm::DbErr::Custom(e.to_string()))?;
+        let tenant = self.tenant(tenant_name).await?;
+        let now = now_millis();
+        let txn = self.begin_write().await?;
+        target::Entity::update_many()
+            .col_expr(target::Column::Config, Expr::value(config_json))
+            .col_expr(target::Column::UpdatedAt, Expr::value(now))
+            .filter(target::Column::Id.eq(existing.id.clone()))
+            .exec(&txn)
+            .await?;
+        audit::record(
+            &txn,
+            AuditRecord {
+                actor,
+                tenant_id: Some(&tenant.id),
+                action: "target.update",
+                subject_type: "relying_party",
+                subject_id: Some(&existing.id),
+                request_id: None,
+                detail: json!({
+                    "client_id": existing.client_id,
+                    "was": existing.config,
+                    "config": config,
+                }),
+            },
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(RelyingParty {
+            config,
             updated_at: now,
             ..existing
         })

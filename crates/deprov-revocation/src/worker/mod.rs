@@ -11,6 +11,7 @@
 //! on PostgreSQL, from any replica (`LISTEN deprov_outbox`; the `NOTIFY` is sent by the
 //! enqueuing transaction's commit).
 
+pub mod observe;
 pub mod retry;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::outbound::http::Exchange;
+pub use observe::{DeliveryObserver, Settled};
 pub use retry::{RetryPolicy, Verdict, classify};
 
 /// What a channel did with one delivery.
@@ -88,6 +90,7 @@ pub struct Worker {
     store: Store,
     channels: HashMap<String, Arc<dyn Channel>>,
     config: WorkerConfig,
+    observer: Option<Arc<dyn DeliveryObserver>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -105,7 +108,14 @@ impl Worker {
             store,
             channels: HashMap::new(),
             config,
+            observer: None,
         }
+    }
+
+    /// Tells `observer` about every settled attempt (metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn DeliveryObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Registers the channel that performs deliveries to targets of `kind`.
@@ -273,6 +283,14 @@ impl Worker {
             .await?;
         if !held {
             tracing::warn!(delivery = %delivery_id, "lease lost before the result was recorded; the attempt is in the trail");
+        }
+        if let Some(observer) = &self.observer {
+            observer.settled(&Settled {
+                target_kind: &claimed.delivery.target_kind,
+                outcome: &settle,
+                event_at: claimed.event.occurred_at,
+                settled_at: now_millis(),
+            });
         }
         match &settle {
             Settle::Delivered => {

@@ -55,22 +55,37 @@ fn bearer(req: &ServiceRequest) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-/// Who `presented` is, or `None`.
-async fn authenticate(
+/// Which admin token authenticated a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AdminCredential {
+    /// The configured `DEPROV_ADMIN_TOKEN`.
+    Configured,
+    /// A stored `deprov_admin_…` token, by id (it can be revoked).
+    Stored(String),
+}
+
+/// Who `presented` is and by which token, or `None`. Shared with the web console's
+/// sign-in, so that both accept exactly the same tokens.
+pub(crate) async fn authenticate(
     config: &Config,
     store: &Store,
     presented: &str,
-) -> Result<Option<Actor>, AdminError> {
+) -> Result<Option<(Actor, AdminCredential)>, AdminError> {
     if let Some(configured) = &config.admin_token {
         // Both sides hashed first, so the comparison is constant-time over equal lengths.
         if TokenHash::of(presented).matches(&TokenHash::of(configured.expose())) {
-            return Ok(Some(Actor("admin:DEPROV_ADMIN_TOKEN".to_owned())));
+            return Ok(Some((
+                Actor("admin:DEPROV_ADMIN_TOKEN".to_owned()),
+                AdminCredential::Configured,
+            )));
         }
     }
-    Ok(store
-        .authenticate_admin(presented)
-        .await?
-        .map(|t| Actor(format!("admin:{}", t.hint))))
+    Ok(store.authenticate_admin(presented).await?.map(|t| {
+        (
+            Actor(format!("admin:{}", t.hint)),
+            AdminCredential::Stored(t.id),
+        )
+    }))
 }
 
 /// The middleware: answers 401 unless the request carries an admin token.
@@ -91,7 +106,7 @@ pub async fn require_admin(
         .into());
     };
     match authenticate(config, store, &presented).await? {
-        Some(actor) => {
+        Some((actor, _)) => {
             req.extensions_mut().insert(actor);
             next.call(req).await
         }

@@ -3,6 +3,7 @@
 
 pub mod admin_token;
 pub mod audit_entry;
+pub mod console_session;
 pub mod delivery;
 pub mod delivery_attempt;
 pub mod event;
