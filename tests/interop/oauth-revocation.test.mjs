@@ -36,7 +36,8 @@ let grantsSecret;
 let redirectUri;
 
 before(async () => {
-  d = await startDeprov({ name: 'oauth-revocation' });
+  // Debug logging, so that the log check below covers every line deprov may write.
+  d = await startDeprov({ name: 'oauth-revocation', env: { DEPROV_LOG_LEVEL: 'debug' } });
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
   redirectUri = `http://127.0.0.1:${await freePort()}/callback`;
@@ -181,6 +182,9 @@ async function deactivate(userId) {
   return waitFor(`a deactivated event for ${userId}`, () => d.findEvent({ userId, kind: 'deactivated' }));
 }
 
+/** Every token this test obtained: none may ever appear in deprov's log. */
+const issued = [];
+
 const isRefreshable = async (rt) => (await opPost('/token', { grant_type: 'refresh_token', refresh_token: rt }));
 const introspect = async (token) => (await opPost('/token/introspection', { token })).json;
 
@@ -202,6 +206,7 @@ test('deactivating alice revokes her refresh token and opaque access token at oi
   const jwt = jwtRes.json.access_token;
   assert.equal(jwt.split('.').length, 3, `expected a JWT: ${jwt}`);
 
+  issued.push(rt, opaque, jwt, CLIENT_SECRET, grantsSecret);
   await register(rt, 'refresh_token', alice);
   await register(opaque, 'access_token', alice);
   await register(jwt, 'access_token', alice);
@@ -240,6 +245,7 @@ test('with the OP stopped for 20 s, bob\'s revocation is retried and done once i
   const bob = 'bob@example.com';
   const userId = await provisionUser(bob);
   const tokens = await login(bob);
+  issued.push(tokens.refresh_token);
   await register(tokens.refresh_token, 'refresh_token', bob);
 
   await op.stop();
@@ -265,4 +271,13 @@ test('with the OP stopped for 20 s, bob\'s revocation is retried and done once i
   assert.equal(after.json.error, 'invalid_grant', after.text);
   const left = await d.cli('op', 'grants', '--tenant', 'default', CLIENT_ID);
   assert.ok(!left.some((g) => g.sub === bob), JSON.stringify(left));
+});
+
+test('no token or secret ever reached deprov\'s log', async () => {
+  const { readFileSync } = await import('node:fs');
+  const log = readFileSync(d.logPath, 'utf8');
+  assert.ok(log.includes('grant registered'), 'the log is not the one deprov wrote');
+  for (const secret of issued) {
+    assert.ok(!log.includes(secret), `a token or secret is in ${d.logPath}`);
+  }
 });
