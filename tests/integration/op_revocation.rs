@@ -966,3 +966,192 @@ db_test!(
         Ok(())
     }
 );
+
+db_test!(
+    admin_api_checks_each_kind_seals_provider_secrets_and_names_the_bad_field,
+    |store: Store, _url| async move {
+        let app = App::start_with(store.clone(), |c| {
+            c.admin_token = Some(deprov_core::Secret::new(ADMIN));
+            c.allow_insecure_targets = true;
+        })
+        .await?;
+        let create = |body: Value| {
+            let app = &app;
+            async move { admin(app, Method::POST, "/tenants/acme/ops", Some(&body)).await }
+        };
+        for (body, field) in [
+            (
+                json!({"kind": "ldap", "client_id": "x", "config": {}}),
+                "kind",
+            ),
+            (
+                json!({"kind": "oauth_revocation", "client_id": "x", "config": {"client_secret": "s"}}),
+                "config.issuer",
+            ),
+            (
+                json!({"kind": "oauth_revocation", "client_id": "x", "config": {"issuer": "http://127.0.0.1:1"}}),
+                "config.client_secret",
+            ),
+            (
+                json!({"kind": "oauth_revocation", "client_id": "x", "config": {"issuer": "http://127.0.0.1:1", "client_secret": "s", "subject": "no spaces"}}),
+                "config.subject",
+            ),
+            (
+                json!({"kind": "oauth_revocation", "client_id": "x", "config": {"issuer": "http://127.0.0.1:1", "client_secret": "s", "colour": "blue"}}),
+                "config.colour",
+            ),
+            (
+                json!({"kind": "oauth_revocation", "client_id": "x", "config": {"issuer": "http://169.254.169.254", "client_secret": "s"}}),
+                "config.issuer",
+            ),
+            (
+                json!({"kind": "oauth_revocation", "client_id": "x", "config": {"issuer": "http://127.0.0.1:1", "auth_method": "private_key_jwt", "private_key": "not a key"}}),
+                "config.private_key",
+            ),
+            (
+                json!({"kind": "global_token_revocation", "client_id": "x", "config": {"endpoint": "http://127.0.0.1:1/gtr"}}),
+                "config.bearer_token",
+            ),
+            (
+                json!({"kind": "global_token_revocation", "client_id": "x", "config": {"endpoint": "http://127.0.0.1:1/gtr", "bearer_token": "t", "subject_format": "iss_sub"}}),
+                "config.subject_issuer",
+            ),
+            (
+                json!({"kind": "oauth_revocation", "client_id": " ", "config": {}}),
+                "client_id",
+            ),
+        ] {
+            let (status, problem) = create(body.clone()).await?;
+            assert_eq!(status, 400, "{body} → {problem}");
+            assert_eq!(problem["field"], field, "{body} → {problem}");
+            assert!(!problem.to_string().contains("\"s\""), "{problem}");
+        }
+
+        // A provider kind: {"$secret": …} members are sealed, the rest kept as given.
+        let (status, kc) = create(json!({
+            "kind": "keycloak",
+            "client_id": "deprov-admin",
+            "groups": ["engineering"],
+            "config": {"base_url": "http://127.0.0.1:1", "realm": "acme", "client_id": "deprov-admin", "client_secret": {"$secret": "kc-secret-value"}},
+        }))
+        .await?;
+        assert_eq!(status, 201, "{kc}");
+        assert_eq!(kc["config"]["client_secret"], "[sealed]");
+        assert_eq!(kc["config"]["realm"], "acme");
+        assert_eq!(kc["groups"], json!(["engineering"]));
+        let stored = store
+            .find_target("acme", &["keycloak"], "deprov-admin")
+            .await?;
+        let sealed = stored.config["client_secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(!sealed.is_empty() && !sealed.contains("kc-secret-value"));
+        // Sealed per the shared convention: base64 of the KEK ciphertext, bound to tenant
+        // and member (checked by opening it with the deployment's key elsewhere).
+        assert!(
+            base64::engine::general_purpose::STANDARD
+                .decode(&sealed)
+                .is_ok()
+        );
+
+        // Duplicates conflict; list, show and delete by client_id.
+        let (status, _) = create(json!({
+            "kind": "keycloak",
+            "client_id": "deprov-admin",
+            "config": {"base_url": "http://127.0.0.1:1", "realm": "acme", "client_id": "deprov-admin", "client_secret": {"$secret": "x"}},
+        }))
+        .await?;
+        assert_eq!(status, 409);
+        let (status, listed) = admin(&app, Method::GET, "/tenants/acme/ops", None).await?;
+        assert_eq!(status, 200);
+        assert_eq!(listed.as_array().map(Vec::len), Some(1));
+        assert!(!listed.to_string().contains("kc-secret-value"));
+        let (status, _) =
+            admin(&app, Method::DELETE, "/tenants/acme/ops/deprov-admin", None).await?;
+        assert_eq!(status, 200);
+        let (status, _) = admin(&app, Method::GET, "/tenants/acme/ops/deprov-admin", None).await?;
+        assert_eq!(status, 404);
+        let (_, audit) = admin(&app, Method::GET, "/audit", None).await?;
+        assert!(!audit.to_string().contains("kc-secret-value"), "{audit}");
+        app.stop().await?;
+        Ok(())
+    }
+);
+
+db_test!(
+    grants_api_takes_json_and_withdraws_by_token,
+    |store: Store, _url| async move {
+        let op = Op::start()?;
+        let app = App::start_with(store.clone(), |c| {
+            c.admin_token = Some(deprov_core::Secret::new(ADMIN));
+            c.allow_insecure_targets = true;
+        })
+        .await?;
+        let secret = add_op_client(&app, "acme", &op.issuer, "app").await?;
+        create_user(&app, "ada@example.com", "okta-ada").await?;
+        let res = app
+            .client
+            .post(format!("{}/api/v1/acme/grants", app.root))
+            .header("authorization", basic("app", &secret))
+            .header("content-type", "application/json")
+            .body(json!({"token": "at-json-1", "token_type_hint": "access_token", "sub": "okta-ada", "expires_in": 3600}).to_string())
+            .send()
+            .await?;
+        assert_eq!(res.status().as_u16(), 201);
+        let body: Value = serde_json::from_str(&res.text().await?)?;
+        let expires = body["expires_at"].as_i64().unwrap_or(0);
+        let now = i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs(),
+        )?;
+        assert!((now + 3590..=now + 3610).contains(&expires), "{body}");
+        // A hint that is not a hint, and a body that is neither form nor JSON.
+        let (status, _, _) = grants_post(
+            &app,
+            "acme",
+            "",
+            Some(&basic("app", &secret)),
+            &[
+                ("token", "t"),
+                ("sub", "okta-ada"),
+                ("token_type_hint", "Refresh Token!"),
+            ],
+        )
+        .await?;
+        assert_eq!(status, 400);
+        let res = app
+            .client
+            .post(format!("{}/api/v1/acme/grants", app.root))
+            .header("authorization", basic("app", &secret))
+            .header("content-type", "text/plain")
+            .body("token=x")
+            .send()
+            .await?;
+        assert_eq!(res.status().as_u16(), 415);
+        // Withdrawn by the token itself; withdrawing an unknown token is not an error.
+        let (status, _, _) = grants_post(
+            &app,
+            "acme",
+            "/withdraw",
+            Some(&basic("app", &secret)),
+            &[("token", "at-json-1")],
+        )
+        .await?;
+        assert_eq!(status, 204);
+        assert!(grant::Entity::find().all(store.reader()).await?.is_empty());
+        let (status, _, _) = grants_post(
+            &app,
+            "acme",
+            "/withdraw",
+            Some(&basic("app", &secret)),
+            &[("token", "never-seen")],
+        )
+        .await?;
+        assert_eq!(status, 204);
+        app.stop().await?;
+        op.stop().await;
+        Ok(())
+    }
+);

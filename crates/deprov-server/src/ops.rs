@@ -527,13 +527,19 @@ fn prepare_generic(kind: &str, config: Value, ctx: OpContext<'_>) -> Result<Valu
         out.insert(name, sealed);
     }
     let out = Value::Object(out);
-    provider_admin_check(kind, &out).map_err(|e| invalid("config", e))?;
+    provider_admin_check(kind, &out, ctx.policy).map_err(|e| invalid("config", e))?;
     Ok(out)
 }
 
 /// The validation hook of the provider admin kinds: the adapters' channels check their
-/// (sealed) config here. Until they are registered, any JSON object is accepted.
-pub fn provider_admin_check(_kind: &str, config: &Value) -> Result<(), String> {
+/// (sealed) config and its URLs against the outbound policy here
+/// (`channels::provider_admin::validate_config_for`, same signature). Until they are
+/// registered, any JSON object is accepted.
+pub fn provider_admin_check(
+    _kind: &str,
+    config: &Value,
+    _policy: AddressPolicy,
+) -> Result<(), String> {
     if config.is_object() {
         Ok(())
     } else {
