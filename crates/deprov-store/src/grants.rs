@@ -162,7 +162,7 @@ impl Store {
                 let existing = grant::Entity::find()
                     .filter(grant::Column::TargetId.eq(new.target_id.clone()))
                     .filter(grant::Column::TokenHash.eq(new.token_hash.clone()))
-                    .one(self.writer())
+                    .one(self.reader())
                     .await?
                     .ok_or_else(|| {
                         StoreError::Conflict("the grant was withdrawn meanwhile".to_owned())
@@ -208,7 +208,7 @@ impl Store {
             )
             .order_by_asc(grant::Column::CreatedAt)
             .order_by_asc(grant::Column::Id)
-            .all(self.writer())
+            .all(self.reader())
             .await?)
     }
 
