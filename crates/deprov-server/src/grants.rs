@@ -174,9 +174,18 @@ impl ReplayCache {
     }
 }
 
-/// A request's parameters, from a form or a JSON object (strings and numbers).
-#[derive(Debug, Default)]
+/// A request's parameters, from a form or a JSON object (strings and numbers). `Debug`
+/// shows the names only: `token`, `client_secret` and `client_assertion` are secrets.
+#[derive(Default)]
 struct Params(HashMap<String, String>);
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        f.debug_tuple("Params").field(&names).finish()
+    }
+}
 
 impl Params {
     fn parse(req: &HttpRequest, body: &Bytes) -> Result<Self, GrantError> {

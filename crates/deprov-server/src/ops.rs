@@ -51,8 +51,9 @@ fn yes() -> bool {
     true
 }
 
-/// A target at an OpenID Provider or authorization server to register.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// A target at an OpenID Provider or authorization server to register. `Debug` shows the
+/// names of the config members, never their values (secrets arrive in clear here).
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpTargetRequest {
     /// `oauth_revocation`, `global_token_revocation`, `keycloak`, `okta`, `entra` or `auth0`.
@@ -80,6 +81,23 @@ pub struct OpTargetRequest {
     /// `private_key` + `private_key_alg` + `kid`, `audience`.
     #[schema(value_type = Object)]
     pub config: Value,
+}
+
+impl std::fmt::Debug for OpTargetRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let members: Vec<&String> = self
+            .config
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        f.debug_struct("OpTargetRequest")
+            .field("kind", &self.kind)
+            .field("client_id", &self.client_id)
+            .field("groups", &self.groups)
+            .field("enabled", &self.enabled)
+            .field("config_members", &members)
+            .finish()
+    }
 }
 
 /// A registered target as shown (the same document as `deprov op show --json`).
@@ -195,6 +213,7 @@ pub struct PreparedTarget {
     pub grants_api_secret: Option<Secret>,
 }
 
+/// The members of a request's config, taken one by one. No `Debug`: they hold secrets.
 struct Fields {
     obj: Map<String, Value>,
 }
@@ -544,5 +563,36 @@ pub fn provider_admin_check(
         Ok(())
     } else {
         Err("must be a JSON object".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_request_shows_no_secret() {
+        let req = OpTargetRequest {
+            kind: "oauth_revocation".into(),
+            client_id: "app".into(),
+            groups: vec![],
+            enabled: true,
+            config: json!({"issuer": "https://op", "client_secret": "hunter2"}),
+        };
+        let text = format!("{req:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("client_secret"), "{text}");
+    }
+
+    #[test]
+    fn generic_redaction_hides_secret_looking_members_only() {
+        let shown = redacted_config(
+            "okta",
+            &json!({"domain": "x.okta.com", "api_token": "sealed", "client_id": "c", "private_key_alg": "RS256"}),
+        );
+        assert_eq!(shown["api_token"], "[sealed]");
+        assert_eq!(shown["domain"], "x.okta.com");
+        assert_eq!(shown["client_id"], "c");
+        assert_eq!(shown["private_key_alg"], "RS256");
     }
 }
