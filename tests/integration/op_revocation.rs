@@ -1067,6 +1067,18 @@ db_test!(
         assert_eq!(status, 200);
         assert_eq!(listed.as_array().map(Vec::len), Some(1));
         assert!(!listed.to_string().contains("kc-secret-value"));
+        let (status, patched) = admin(
+            &app,
+            Method::PATCH,
+            "/tenants/acme/ops/deprov-admin",
+            Some(&json!({"enabled": false})),
+        )
+        .await?;
+        assert_eq!(
+            (status, &patched["enabled"]),
+            (200, &json!(false)),
+            "{patched}"
+        );
         let (status, _) =
             admin(&app, Method::DELETE, "/tenants/acme/ops/deprov-admin", None).await?;
         assert_eq!(status, 200);

@@ -9,6 +9,7 @@
 //! Secrets inside it are sealed by the caller (`deprov_revocation::keys::sealed`), so the
 //! store only ever sees ciphertext.
 
+use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -215,6 +216,56 @@ impl Store {
                  {tenant_name}; use the target's id"
             ))),
         }
+    }
+
+    /// Enables or disables a target. A disabled one is sent nothing (no delivery is enqueued
+    /// for it; those waiting are cancelled when claimed); its grants are kept. Setting the
+    /// state it already has writes nothing.
+    pub async fn set_target_enabled(
+        &self,
+        tenant_name: &str,
+        kinds: &[&str],
+        id_or_client_id: &str,
+        enabled: bool,
+        actor: &str,
+    ) -> Result<Target, StoreError> {
+        let existing = self
+            .find_target(tenant_name, kinds, id_or_client_id)
+            .await?;
+        if existing.enabled == enabled {
+            return Ok(existing);
+        }
+        let now = now_millis();
+        let txn = self.begin_write().await?;
+        target::Entity::update_many()
+            .col_expr(target::Column::Enabled, Expr::value(enabled))
+            .col_expr(target::Column::UpdatedAt, Expr::value(now))
+            .filter(target::Column::Id.eq(existing.id.clone()))
+            .exec(&txn)
+            .await?;
+        audit::record(
+            &txn,
+            AuditRecord {
+                actor,
+                tenant_id: Some(&existing.tenant_id),
+                action: if enabled {
+                    "target.enable"
+                } else {
+                    "target.disable"
+                },
+                subject_type: &existing.kind,
+                subject_id: Some(&existing.id),
+                request_id: None,
+                detail: json!({ "client_id": existing.client_id }),
+            },
+        )
+        .await?;
+        self.commit(txn).await?;
+        Ok(Target {
+            enabled,
+            updated_at: now,
+            ..existing
+        })
     }
 
     /// Removes a target; its grants go with it. Deliveries already enqueued for it keep

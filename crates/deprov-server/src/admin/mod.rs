@@ -99,6 +99,7 @@ admin_routes! {
     get "/tenants/{tenant}/ops" => ops::list,
     post "/tenants/{tenant}/ops" => ops::create,
     get "/tenants/{tenant}/ops/{op}" => ops::show,
+    patch "/tenants/{tenant}/ops/{op}" => ops::patch,
     delete "/tenants/{tenant}/ops/{op}" => ops::delete,
     get "/tenants/{tenant}/ops/{op}/grants" => ops::grants,
     get "/events" => events::list,

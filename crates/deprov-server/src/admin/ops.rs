@@ -96,6 +96,40 @@ pub async fn show(
     Ok(web::Json(OpTargetView::of(target, &config.public_url())))
 }
 
+/// What PATCH may change on an OP target.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchOpRequest {
+    pub enabled: bool,
+}
+
+/// Enable or disable an OP target. A disabled one is sent nothing: no delivery is enqueued
+/// for it, and those already waiting are cancelled when next claimed. Its grants are kept.
+#[utoipa::path(patch, path = "/tenants/{tenant}/ops/{op}", operation_id = "patch_op", tag = "ops",
+    params(
+        ("tenant" = String, Path, description = "Tenant name"),
+        ("op" = String, Path, description = "The target's id or client_id"),
+    ),
+    request_body = PatchOpRequest,
+    responses(
+        (status = 200, description = "The target as it is now", body = OpTargetView),
+        (status = 400, description = "A field is not acceptable; `field` names it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such tenant, or no such target of it", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn patch(
+    actor: Actor,
+    store: web::Data<Store>,
+    config: web::Data<Config>,
+    path: web::Path<(String, String)>,
+    Body(req): Body<PatchOpRequest>,
+) -> Result<web::Json<OpTargetView>, AdminError> {
+    let (tenant, op) = path.into_inner();
+    let updated = store
+        .set_target_enabled(&tenant, &op_kinds(), &op, req.enabled, actor.as_str())
+        .await?;
+    Ok(web::Json(OpTargetView::of(updated, &config.public_url())))
+}
+
 /// Remove an OP target, by id or client_id. Its grants are deleted with it (deprov could
 /// no longer authenticate to revoke them); its deliveries keep their record.
 #[utoipa::path(delete, path = "/tenants/{tenant}/ops/{op}", operation_id = "delete_op", tag = "ops",
