@@ -1094,6 +1094,7 @@ db_test!(
                 .replace("{tenant}", "acme")
                 .replace("{token_id}", "t0")
                 .replace("{rp}", "r0")
+                .replace("{op}", "o0")
                 .replace("{id}", "x0");
             let m = Method::from_bytes(method.to_uppercase().as_bytes())?;
             let body = json!({});

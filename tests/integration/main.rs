@@ -8,6 +8,7 @@ mod delivery;
 mod durability;
 mod keys;
 mod metrics;
+mod op_revocation;
 mod scim_entra;
 mod scim_harness;
 mod scim_okta;

@@ -5,6 +5,11 @@
 //! one of its groups, and also the removal of a user from one of its groups — the
 //! group-scoped logout that no identity provider offers (DESIGN.md; issue "Durable
 //! back-channel logout fan-out"). Re-activations reach nobody: nothing is revoked for them.
+//!
+//! The rule is the same for every kind of target — relying parties (back-channel logout),
+//! clients at OpenID Providers whose grants are revoked (RFC 7009), Global Token Revocation
+//! endpoints, provider admin APIs — so an OP client bound to the groups of one application
+//! revokes only the grants of that application's users, and is reached when they leave it.
 
 use crate::scim::EventKind;
 

@@ -1,4 +1,4 @@
-//! Bearer tokens for SCIM clients and administrators.
+//! Bearer tokens for SCIM clients and administrators, and the grants API's client secrets.
 //!
 //! A token is `deprov_<kind>_<43 base64url characters>`: 256 bits from the operating system's
 //! CSPRNG behind a fixed prefix, so that secret scanners (GitHub push protection, gitleaks,
@@ -22,6 +22,9 @@ pub enum TokenKind {
     Scim,
     /// Drives the admin API of the whole installation.
     Admin,
+    /// Authenticates one OP client of a tenant to the grants API (its `client_secret`
+    /// there, RFC 6749 §2.3.1).
+    Grants,
     /// A signed-in web console session (the value of its cookie).
     ConsoleSession,
 }
@@ -31,6 +34,7 @@ impl TokenKind {
         match self {
             TokenKind::Scim => "deprov_scim_",
             TokenKind::Admin => "deprov_admin_",
+            TokenKind::Grants => "deprov_grants_",
             TokenKind::ConsoleSession => "deprov_session_",
         }
     }

@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::{admin, console, delivery, health, metrics, wellknown};
+use crate::{admin, console, delivery, grants, health, metrics, wellknown};
 
 /// A running deprov: its HTTP server and its background tasks.
 ///
@@ -78,11 +78,16 @@ impl Running {
                 delivery::worker(&config, &store, keys.clone())?.with_observer(metrics.clone());
             tasks.spawn(Arc::new(worker).run(cancel.clone()));
         }
+        tasks.spawn(delivery::purge_expired_grants(
+            store.clone(),
+            cancel.clone(),
+        ));
         let metrics_data = web::Data::from(metrics);
         let metrics_protected = config.metrics.require_admin_token;
         let store_data = web::Data::new(store.clone());
         let config_data = web::Data::from(config.clone());
         let keys_data = web::Data::new(keys);
+        let grants_data = web::Data::new(grants::GrantsState::default());
         let scim = scim_config(&config);
         let console_enabled = config.console.enabled;
         let server = HttpServer::new(move || {
@@ -90,6 +95,7 @@ impl Running {
                 .app_data(store_data.clone())
                 .app_data(config_data.clone())
                 .app_data(keys_data.clone())
+                .app_data(grants_data.clone())
                 .app_data(metrics_data.clone())
                 .wrap(from_fn(metrics::scim_middleware))
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("deprov::http"))
@@ -98,6 +104,7 @@ impl Running {
                 .configure(wellknown::configure)
                 .configure(|cfg| deprov_scim::configure(cfg, scim.clone()))
                 .configure(admin::configure)
+                .configure(grants::configure)
                 .configure(|cfg| {
                     if console_enabled {
                         console::configure(cfg);

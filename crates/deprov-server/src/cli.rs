@@ -51,6 +51,10 @@ pub enum Command {
     /// Manage relying parties that receive back-channel logouts.
     #[command(subcommand)]
     Rp(RpCommand),
+    /// Manage targets at OpenID Providers: RFC 7009 revocation of held grants, Global Token
+    /// Revocation, provider admin APIs.
+    #[command(subcommand)]
+    Op(OpCommand),
     /// Manage the keys that sign logout tokens.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -221,6 +225,118 @@ pub struct RpAdd {
     pub disabled: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum OpCommand {
+    /// Register a target at an OpenID Provider or authorization server: an RFC 7009
+    /// revocation client (`--kind oauth_revocation`), a Global Token Revocation endpoint
+    /// (`--kind global_token_revocation`), or a provider admin API (`keycloak`, `okta`,
+    /// `entra`, `auth0`, settings from `--config-file`).
+    Add(Box<OpAdd>),
+    /// List a tenant's OP targets.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Show one OP target, by id or client_id (secrets shown as "[sealed]").
+    Show {
+        #[arg(long)]
+        tenant: String,
+        /// The target's id or client_id.
+        op: String,
+    },
+    /// Remove an OP target by id or client_id; the grants it holds are deleted.
+    Remove {
+        #[arg(long)]
+        tenant: String,
+        /// The target's id or client_id.
+        op: String,
+    },
+    /// List the grants an oauth_revocation target holds (metadata only, never a token).
+    Grants {
+        #[arg(long)]
+        tenant: String,
+        /// The target's id or client_id.
+        op: String,
+    },
+}
+
+/// `deprov op add`. Secrets are read from files (`--*-file`), never from the command line,
+/// which other users of the machine can see.
+#[derive(Debug, Args)]
+pub struct OpAdd {
+    #[arg(long)]
+    pub tenant: String,
+    /// oauth_revocation, global_token_revocation, keycloak, okta, entra or auth0.
+    #[arg(long, default_value = "oauth_revocation")]
+    pub kind: String,
+    /// The client_id at the OP (oauth_revocation), or a name for the target.
+    #[arg(long)]
+    pub client_id: String,
+    /// A JSON object of the kind's settings (see the admin API's `config`); flags below
+    /// override its members. For provider kinds, `{"$secret": "…"}` members are sealed.
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// A group (display name or id); only its members reach this target. Repeatable.
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// Register it disabled.
+    #[arg(long)]
+    pub disabled: bool,
+    /// oauth_revocation: the OP's issuer identifier (its discovery document is read from it).
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// oauth_revocation: the metadata document URL, when not discoverable from the issuer.
+    #[arg(long)]
+    pub metadata_url: Option<String>,
+    /// oauth_revocation: the revocation endpoint, when the OP publishes no metadata.
+    #[arg(long)]
+    pub revocation_endpoint: Option<String>,
+    /// oauth_revocation: client_secret_basic (default), client_secret_post or private_key_jwt.
+    #[arg(long)]
+    pub auth_method: Option<String>,
+    /// oauth_revocation: a file holding the client's secret at the OP.
+    #[arg(long, value_name = "FILE")]
+    pub client_secret_file: Option<PathBuf>,
+    /// private_key_jwt: a PEM file of the client's private key (PKCS#8).
+    #[arg(long, value_name = "FILE")]
+    pub private_key_file: Option<PathBuf>,
+    /// private_key_jwt: its JOSE alg (RS256 default, PS256, ES256, EdDSA).
+    #[arg(long)]
+    pub private_key_alg: Option<String>,
+    /// private_key_jwt: the `kid` to put in assertions.
+    #[arg(long)]
+    pub kid: Option<String>,
+    /// How the application (oauth_revocation) or the endpoint (global_token_revocation)
+    /// names users: id, externalId, userName, emails.primary, or an attribute path.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// oauth_revocation: a PEM public key verifying the application's client assertions
+    /// at the grants API (RFC 7523).
+    #[arg(long, value_name = "FILE")]
+    pub api_public_key_file: Option<PathBuf>,
+    /// oauth_revocation: the alg of that key (RS256 default).
+    #[arg(long)]
+    pub api_public_key_alg: Option<String>,
+    /// global_token_revocation: the endpoint URL.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// global_token_revocation: email (default) or iss_sub.
+    #[arg(long)]
+    pub subject_format: Option<String>,
+    /// global_token_revocation: the `iss` of iss_sub subjects.
+    #[arg(long)]
+    pub subject_issuer: Option<String>,
+    /// global_token_revocation: bearer (default) or private_key_jwt.
+    #[arg(long = "gtr-auth")]
+    pub gtr_auth: Option<String>,
+    /// global_token_revocation: a file holding the bearer token.
+    #[arg(long, value_name = "FILE")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// global_token_revocation: the `aud` of signed JWTs (the endpoint by default).
+    #[arg(long)]
+    pub audience: Option<String>,
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let Loaded { config, warnings } = Config::load(cli.config.as_deref())?;
@@ -269,6 +385,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rp(cmd) => {
             let store = Store::open(&config.database()?).await?;
             let result = rp(cmd, &store, &config, json).await;
+            store.close().await?;
+            result
+        }
+        Command::Op(cmd) => {
+            let store = Store::open(&config.database()?).await?;
+            let result = op(cmd, &store, &config, json).await;
             store.close().await?;
             result
         }
@@ -872,4 +994,203 @@ fn format_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
         .unwrap_or_else(|| ms.to_string())
+}
+
+fn read_secret_file(path: &std::path::Path, flag: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--{flag} {}: cannot read", path.display()))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+impl OpAdd {
+    /// The admin API's request, built from the flags over `--config-file`.
+    fn request(self) -> anyhow::Result<crate::ops::OpTargetRequest> {
+        let mut config = match &self.config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("--config-file {}: cannot read", path.display()))?;
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("--config-file {}: not JSON", path.display()))?;
+                anyhow::ensure!(
+                    value.is_object(),
+                    "--config-file {}: must hold a JSON object",
+                    path.display()
+                );
+                value
+            }
+            None => json!({}),
+        };
+        let mut set = |name: &str, value: Option<String>| {
+            if let (Some(v), Some(obj)) = (value, config.as_object_mut()) {
+                obj.insert(name.to_owned(), serde_json::Value::String(v));
+            }
+        };
+        let file = |p: &Option<PathBuf>, flag: &str| -> anyhow::Result<Option<String>> {
+            p.as_deref().map(|p| read_secret_file(p, flag)).transpose()
+        };
+        set("issuer", self.issuer);
+        set("metadata_url", self.metadata_url);
+        set("revocation_endpoint", self.revocation_endpoint);
+        set("auth_method", self.auth_method);
+        set(
+            "client_secret",
+            file(&self.client_secret_file, "client-secret-file")?,
+        );
+        set(
+            "private_key",
+            file(&self.private_key_file, "private-key-file")?,
+        );
+        set("private_key_alg", self.private_key_alg);
+        set("kid", self.kid);
+        set("subject", self.subject);
+        set(
+            "api_public_key",
+            file(&self.api_public_key_file, "api-public-key-file")?,
+        );
+        set("api_public_key_alg", self.api_public_key_alg);
+        set("endpoint", self.endpoint);
+        set("subject_format", self.subject_format);
+        set("subject_issuer", self.subject_issuer);
+        set("auth", self.gtr_auth);
+        set(
+            "bearer_token",
+            file(&self.bearer_token_file, "bearer-token-file")?,
+        );
+        set("audience", self.audience);
+        Ok(crate::ops::OpTargetRequest {
+            kind: self.kind,
+            client_id: self.client_id,
+            groups: self.groups,
+            enabled: !self.disabled,
+            config,
+        })
+    }
+}
+
+/// The flag for a request field (`config.client_secret` → `--client-secret-file`).
+fn op_flag(field: &str) -> String {
+    let name = field.strip_prefix("config.").unwrap_or(field);
+    let flag = match name {
+        "client_secret" | "private_key" | "api_public_key" | "bearer_token" => {
+            format!("{name}_file")
+        }
+        "auth" => "gtr_auth".to_owned(),
+        "config" => "config_file".to_owned(),
+        other => other.to_owned(),
+    };
+    format!("--{}", flag.replace('_', "-"))
+}
+
+async fn op(cmd: OpCommand, store: &Store, config: &Config, json: bool) -> anyhow::Result<()> {
+    use crate::ops::{OpContext, OpTargetView};
+    use deprov_store::op_targets::{KIND_OAUTH_REVOCATION, op_kinds};
+    let public_url = config.public_url();
+    match cmd {
+        OpCommand::Add(add) => {
+            let tenant = add.tenant.clone();
+            let request = add.request()?;
+            let tenant_row = store.tenant(&tenant).await?;
+            let keys = crate::delivery::key_ring(config, store).await?;
+            let prepared = request
+                .prepare(OpContext {
+                    kek: keys.kek(),
+                    policy: config.address_policy(),
+                    tenant_id: &tenant_row.id,
+                })
+                .map_err(|e| anyhow::anyhow!("{}: {}", op_flag(&e.field), e.message))?;
+            let target = store
+                .add_target(&tenant, prepared.target, prepared.audit, CLI_ACTOR)
+                .await?;
+            let mut view = OpTargetView::of(target, &public_url);
+            view.grants_api_secret = prepared.grants_api_secret.map(|s| s.expose().to_owned());
+            if json {
+                print_json(&serde_json::to_value(&view)?)?;
+            } else {
+                println!(
+                    "Registered {} target {} (client_id {:?}) for tenant {:?}.",
+                    view.kind, view.id, view.client_id, view.tenant
+                );
+                if let Some(endpoint) = &view.grants_endpoint {
+                    println!("  Grants endpoint:   {endpoint}");
+                }
+                if let Some(secret) = &view.grants_api_secret {
+                    println!("  Grants API secret: {secret}");
+                    println!("The secret is shown only now.");
+                }
+            }
+        }
+        OpCommand::List { tenant } => {
+            let targets = store.list_targets(&tenant, &op_kinds()).await?;
+            let views: Vec<OpTargetView> = targets
+                .into_iter()
+                .map(|t| OpTargetView::of(t, &public_url))
+                .collect();
+            if json {
+                print_json(&serde_json::to_value(&views)?)?;
+            } else {
+                for v in &views {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        v.id,
+                        v.kind,
+                        v.client_id,
+                        if v.enabled { "enabled" } else { "disabled" },
+                        if v.groups.is_empty() {
+                            "all users".to_owned()
+                        } else {
+                            format!("groups: {}", v.groups.join(", "))
+                        }
+                    );
+                }
+            }
+        }
+        OpCommand::Show { tenant, op } => {
+            let target = store.find_target(&tenant, &op_kinds(), &op).await?;
+            let view = serde_json::to_value(OpTargetView::of(target, &public_url))?;
+            if json {
+                print_json(&view)?;
+            } else {
+                println!("{}", serde_json::to_string_pretty(&view)?);
+            }
+        }
+        OpCommand::Remove { tenant, op } => {
+            let removed = store
+                .remove_target(&tenant, &op_kinds(), &op, CLI_ACTOR)
+                .await?;
+            let view = OpTargetView::of(removed, &public_url);
+            if json {
+                print_json(&serde_json::to_value(&view)?)?;
+            } else {
+                println!(
+                    "Removed {} target {} ({:?}).",
+                    view.kind, view.id, view.client_id
+                );
+            }
+        }
+        OpCommand::Grants { tenant, op } => {
+            let target = store
+                .find_target(&tenant, &[KIND_OAUTH_REVOCATION], &op)
+                .await?;
+            let grants: Vec<crate::admin::ops::GrantView> = store
+                .client_grants(&target.id, None)
+                .await?
+                .iter()
+                .map(|g| deprov_store::grants::GrantInfo::of(g, &target.client_id).into())
+                .collect();
+            if json {
+                print_json(&serde_json::to_value(&grants)?)?;
+            } else {
+                for g in &grants {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        g.id,
+                        g.sub,
+                        g.token_type_hint.as_deref().unwrap_or("-"),
+                        g.last_error.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -7,10 +7,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use deprov_core::SigningAlgorithm;
 use deprov_revocation::channels::backchannel_logout::BackchannelLogout;
+use deprov_revocation::channels::global_token_revocation::GlobalTokenRevocation;
+use deprov_revocation::channels::oauth_revocation::OAuthRevocation;
+use deprov_revocation::channels::op_metadata::MetadataCache;
 use deprov_revocation::keys::{KeyEncryptionKey, KeyRing, key_file_path};
 use deprov_revocation::outbound::http::OutboundClient;
 use deprov_revocation::worker::{RetryPolicy, Worker, WorkerConfig};
 use deprov_store::Store;
+use deprov_store::op_targets::{KIND_GLOBAL_TOKEN_REVOCATION, KIND_OAUTH_REVOCATION};
 use deprov_store::targets::KIND_BACKCHANNEL_LOGOUT;
 
 use crate::config::Config;
@@ -48,7 +52,9 @@ pub async fn ensure_keys_in_use(store: &Store, keys: &KeyRing) -> anyhow::Result
     Ok(())
 }
 
-/// The worker that performs deliveries, with every channel registered.
+/// The worker that performs deliveries, with every channel registered: one per
+/// `targets.kind` (the provider admin kinds of `deprov_store::op_targets::PROVIDER_ADMIN_KINDS`
+/// register theirs here too; a kind without a channel dead-letters its deliveries loudly).
 pub fn worker(config: &Config, store: &Store, keys: Arc<KeyRing>) -> anyhow::Result<Worker> {
     let d = &config.delivery;
     let timeout = Duration::from_secs(d.timeout_secs);
@@ -64,8 +70,52 @@ pub fn worker(config: &Config, store: &Store, keys: Arc<KeyRing>) -> anyhow::Res
         },
         ..WorkerConfig::default()
     };
-    Ok(Worker::new(store.clone(), worker_config).with_channel(
-        KIND_BACKCHANNEL_LOGOUT,
-        Arc::new(BackchannelLogout::new(keys, client, &config.public_url())),
-    ))
+    let kek = keys.kek().clone();
+    // OP metadata (the revocation endpoint) is cached for an hour; failures are not cached.
+    let metadata = Arc::new(MetadataCache::new(client.clone(), METADATA_TTL));
+    Ok(Worker::new(store.clone(), worker_config)
+        .with_channel(
+            KIND_BACKCHANNEL_LOGOUT,
+            Arc::new(BackchannelLogout::new(
+                keys,
+                client.clone(),
+                &config.public_url(),
+            )),
+        )
+        .with_channel(
+            KIND_OAUTH_REVOCATION,
+            Arc::new(OAuthRevocation::new(
+                store.clone(),
+                kek.clone(),
+                client.clone(),
+                metadata,
+            )),
+        )
+        .with_channel(
+            KIND_GLOBAL_TOKEN_REVOCATION,
+            Arc::new(GlobalTokenRevocation::new(kek, client)),
+        ))
+}
+
+/// How long an OP's metadata document is trusted before it is fetched again.
+const METADATA_TTL: Duration = Duration::from_secs(3600);
+
+/// How often expired grants are deleted.
+pub const GRANT_PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Deletes expired grants every [`GRANT_PURGE_INTERVAL`] until `cancel` fires.
+pub async fn purge_expired_grants(store: Store, cancel: tokio_util::sync::CancellationToken) {
+    loop {
+        match store.purge_expired_grants().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(purged = n, "deleted expired grants"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot delete expired grants; trying again later")
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(GRANT_PURGE_INTERVAL) => {}
+        }
+    }
 }

@@ -354,6 +354,88 @@ fn rp_add_list_remove_round_trip_as_json() -> TestResult {
 }
 
 #[test]
+fn op_add_seals_secrets_names_the_flag_at_fault_and_round_trips() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    run(deprov(dir.path()).args(["tenant", "create", "acme"]))?;
+    let secret_file = dir.path().join("client-secret");
+    std::fs::write(&secret_file, "op-client-secret-value\n")?;
+    let secret_arg = secret_file.to_string_lossy().into_owned();
+
+    // A missing setting is named by its flag.
+    let missing = run(deprov(dir.path()).args([
+        "op",
+        "add",
+        "--tenant",
+        "acme",
+        "--client-id",
+        "wiki",
+        "--client-secret-file",
+        &secret_arg,
+    ]))?;
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("--issuer"), "{stderr}");
+
+    let out = run(deprov(dir.path()).args([
+        "op",
+        "add",
+        "--tenant",
+        "acme",
+        "--kind",
+        "oauth_revocation",
+        "--client-id",
+        "wiki",
+        "--issuer",
+        "https://sso.example.com/realms/acme",
+        "--client-secret-file",
+        &secret_arg,
+        "--subject",
+        "userName",
+        "--group",
+        "Engineering",
+        "--json",
+    ]))?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let added: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(added["kind"], "oauth_revocation");
+    assert_eq!(added["config"]["client_secret"], "[sealed]");
+    assert_eq!(added["config"]["auth_method"], "client_secret_basic");
+    assert_eq!(added["groups"], serde_json::json!(["Engineering"]));
+    assert!(
+        added["grants_api_secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("deprov_grants_"))
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("op-client-secret-value"));
+
+    let shown = run(deprov(dir.path()).args(["op", "show", "--tenant", "acme", "wiki", "--json"]))?;
+    let text = String::from_utf8_lossy(&shown.stdout).into_owned();
+    let shown: serde_json::Value = serde_json::from_str(&text)?;
+    assert_eq!(shown["id"], added["id"]);
+    assert!(shown.get("grants_api_secret").is_none(), "shown once only");
+    assert!(!text.contains("op-client-secret-value"));
+    let grants =
+        run(deprov(dir.path()).args(["op", "grants", "--tenant", "acme", "wiki", "--json"]))?;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&grants.stdout)?,
+        serde_json::json!([])
+    );
+    let removed =
+        run(deprov(dir.path()).args(["op", "remove", "--tenant", "acme", "wiki", "--json"]))?;
+    assert!(removed.status.success());
+    let list = run(deprov(dir.path()).args(["op", "list", "--tenant", "acme", "--json"]))?;
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&list.stdout)?,
+        serde_json::json!([])
+    );
+    Ok(())
+}
+
+#[test]
 fn tokens_can_be_issued_listed_and_revoked() -> TestResult {
     let dir = tempfile::tempdir()?;
     run(deprov(dir.path()).args(["tenant", "create", "acme"]))?;

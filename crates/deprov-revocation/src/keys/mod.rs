@@ -6,11 +6,13 @@
 //!   generated, or imported from an operator's PEM.
 //! - [`KeyRing`]: the keys in the store: created on first use per algorithm, rotated with
 //!   overlap, published as a JWKS, and handed out for signing.
+//! - [`sealed`]: secrets inside a target's config JSON, sealed under the KEK.
 
 mod jwk;
 mod jws_provider;
 mod kek;
 mod ring;
+pub mod sealed;
 mod signing_key;
 
 use std::io;
@@ -22,6 +24,9 @@ use deprov_store::StoreError;
 pub use jwk::{Jwks, PublicJwk};
 pub use kek::{KEK_ENV, KEY_FILE_NAME, KekSource, KeyEncryptionKey, key_file_path};
 pub use ring::{CLOCK_SKEW_MARGIN, KeyInfo, KeyRing, Rotation, retired_key_publish_window};
+pub use sealed::{
+    open_grant, open_target_secret, open_target_secret_str, seal_grant, seal_target_secret,
+};
 pub use signing_key::{RSA_BITS, SigningKey};
 
 #[cfg(test)]

@@ -138,6 +138,11 @@ impl KeyRing {
 
     /// Changes how long retired keys stay published (tests, and deployments whose
     /// receivers allow more clock skew).
+    /// The key-encryption key, for channels that open sealed target secrets and grants.
+    pub fn kek(&self) -> &KeyEncryptionKey {
+        &self.kek
+    }
+
     pub fn with_retired_publish_window(mut self, window: Duration) -> Self {
         self.retired_window = window;
         self

@@ -109,6 +109,17 @@ impl OutboundClient {
         url: &str,
         build: impl FnOnce(&reqwest::Client, url::Url) -> reqwest::RequestBuilder,
     ) -> Result<Exchange, TargetUrlError> {
+        self.send_reading(url, EXCERPT_BYTES, build).await
+    }
+
+    /// [`Self::send`], keeping up to `max_body` bytes of the response (metadata documents
+    /// are read whole, up to a bound; trail excerpts stay at [`EXCERPT_BYTES`]).
+    pub async fn send_reading(
+        &self,
+        url: &str,
+        max_body: usize,
+        build: impl FnOnce(&reqwest::Client, url::Url) -> reqwest::RequestBuilder,
+    ) -> Result<Exchange, TargetUrlError> {
         let url = validate_target_url(url, self.policy)?;
         let started = Instant::now();
         let result = build(&self.client, url).send().await;
@@ -131,9 +142,9 @@ impl OutboundClient {
                 loop {
                     match response.chunk().await {
                         Ok(Some(chunk)) => {
-                            let room = EXCERPT_BYTES.saturating_sub(body.len());
+                            let room = max_body.saturating_sub(body.len());
                             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                            if body.len() >= EXCERPT_BYTES {
+                            if body.len() >= max_body {
                                 break;
                             }
                         }

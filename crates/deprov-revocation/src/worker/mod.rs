@@ -40,6 +40,9 @@ pub enum Performed {
     Refused(String),
     /// The target was removed or disabled after the event: cancelled.
     Cancel(String),
+    /// Nothing needed sending (an OP client holding no grant of the user): delivered, with
+    /// the note kept on the attempt.
+    NothingToDo(String),
 }
 
 type PerformFuture<'a> = Pin<Box<dyn Future<Output = Performed> + Send + 'a>>;
@@ -404,6 +407,10 @@ impl Worker {
             Performed::Refused(reason) => {
                 attempt.error = Some(reason.clone());
                 (Settle::Dead, attempt, Some(reason))
+            }
+            Performed::NothingToDo(note) => {
+                attempt.response_excerpt = Some(note);
+                (Settle::Delivered, attempt, None)
             }
             Performed::Answered(ex) => {
                 attempt.latency_ms = i32::try_from(ex.latency.as_millis()).unwrap_or(i32::MAX);

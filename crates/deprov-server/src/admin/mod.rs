@@ -1,4 +1,5 @@
-//! The admin API, `/admin/v1`: tenants and their SCIM tokens, relying parties, events and
+//! The admin API, `/admin/v1`: tenants and their SCIM tokens, relying parties, OP targets
+//! and the grants they hold (metadata only), events and
 //! their trails, deliveries (re-drive, cancel), signing keys, admin tokens and the audit
 //! log, for an operator holding an admin token ([`auth`]). JSON in and out; every error is
 //! an RFC 9457 problem document ([`problem`]); every change is audited as
@@ -17,6 +18,7 @@ pub mod deliveries;
 pub mod events;
 pub mod extract;
 pub mod keys;
+pub mod ops;
 pub mod problem;
 pub mod relying_parties;
 pub mod tenants;
@@ -65,7 +67,7 @@ macro_rules! admin_routes {
         #[openapi(
             info(
                 title = "deprov admin API",
-                description = "Operate deprov: tenants and SCIM tokens, relying parties, \
+                description = "Operate deprov: tenants and SCIM tokens, relying parties, OP targets, \
                     de-provisioning events and their trails, deliveries and dead letters, \
                     signing keys, admin tokens, the audit log. Authenticate with \
                     `Authorization: Bearer <admin token>`. Errors are RFC 9457 problem \
@@ -94,6 +96,12 @@ admin_routes! {
     get "/tenants/{tenant}/relying-parties/{rp}" => relying_parties::show,
     patch "/tenants/{tenant}/relying-parties/{rp}" => relying_parties::patch,
     delete "/tenants/{tenant}/relying-parties/{rp}" => relying_parties::delete,
+    get "/tenants/{tenant}/ops" => ops::list,
+    post "/tenants/{tenant}/ops" => ops::create,
+    get "/tenants/{tenant}/ops/{op}" => ops::show,
+    patch "/tenants/{tenant}/ops/{op}" => ops::patch,
+    delete "/tenants/{tenant}/ops/{op}" => ops::delete,
+    get "/tenants/{tenant}/ops/{op}/grants" => ops::grants,
     get "/events" => events::list,
     get "/events/{id}" => events::show,
     get "/deliveries" => deliveries::list,

@@ -7,6 +7,7 @@ pub mod console_session;
 pub mod delivery;
 pub mod delivery_attempt;
 pub mod event;
+pub mod grant;
 pub mod group;
 pub mod group_member;
 pub mod scim_token;

@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 mod m20261129_000001_initial;
 mod m20261129_000002_one_active_signing_key;
 mod m20261202_000001_console_sessions;
+mod m20261202_000100_op_targets;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_initial::Migration),
             Box::new(m20261129_000002_one_active_signing_key::Migration),
             Box::new(m20261202_000001_console_sessions::Migration),
+            Box::new(m20261202_000100_op_targets::Migration),
         ]
     }
 }
