@@ -109,9 +109,24 @@ impl OutboundClient {
         url: &str,
         build: impl FnOnce(&reqwest::Client, url::Url) -> reqwest::RequestBuilder,
     ) -> Result<Exchange, TargetUrlError> {
+        self.send_reading(url, EXCERPT_BYTES, build)
+            .await
+            .map(|(exchange, _)| exchange)
+    }
+
+    /// Like [`Self::send`], and also returns up to `limit` bytes of the body, for callers
+    /// that must read the answer (an access token, a user id found by a search). The
+    /// exchange's excerpt stays bounded by [`EXCERPT_BYTES`].
+    pub async fn send_reading(
+        &self,
+        url: &str,
+        limit: usize,
+        build: impl FnOnce(&reqwest::Client, url::Url) -> reqwest::RequestBuilder,
+    ) -> Result<(Exchange, Vec<u8>), TargetUrlError> {
         let url = validate_target_url(url, self.policy)?;
         let started = Instant::now();
         let result = build(&self.client, url).send().await;
+        let mut body = Vec::new();
         let mut exchange = Exchange {
             status: None,
             retry_after: None,
@@ -127,13 +142,13 @@ impl OutboundClient {
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_retry_after);
-                let mut body = Vec::new();
+                let limit = limit.max(EXCERPT_BYTES);
                 loop {
                     match response.chunk().await {
                         Ok(Some(chunk)) => {
-                            let room = EXCERPT_BYTES.saturating_sub(body.len());
+                            let room = limit.saturating_sub(body.len());
                             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                            if body.len() >= EXCERPT_BYTES {
+                            if body.len() >= limit {
                                 break;
                             }
                         }
@@ -146,13 +161,14 @@ impl OutboundClient {
                     }
                 }
                 if !body.is_empty() {
-                    exchange.body_excerpt = Some(String::from_utf8_lossy(&body).into_owned());
+                    let excerpt = &body[..body.len().min(EXCERPT_BYTES)];
+                    exchange.body_excerpt = Some(String::from_utf8_lossy(excerpt).into_owned());
                 }
             }
             Err(e) => exchange.error = Some(error_chain(&e)),
         }
         exchange.latency = started.elapsed();
-        Ok(exchange)
+        Ok((exchange, body))
     }
 }
 
