@@ -40,9 +40,9 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::{
-    Auth, Call, Conversation, Loaded, OnMissingUser, PerformFuture, ProviderConfig, Reply,
-    Sealed, Shared, TokenRequest, check_attribute, check_base_url, check_nonempty, join,
-    missing_user, scim_value, segment,
+    Auth, Call, Conversation, Loaded, OnMissingUser, PerformFuture, ProviderConfig, Reply, Sealed,
+    Shared, TokenRequest, check_attribute, check_base_url, check_nonempty, join, missing_user,
+    scim_value, segment,
 };
 use crate::worker::{Channel, Performed};
 
@@ -120,7 +120,10 @@ impl ProviderConfig for Auth0Config {
     }
 
     fn endpoints(&self) -> Vec<String> {
-        vec![join(&self.base(), "oauth/token"), join(&self.base(), "api/v2/users")]
+        vec![
+            join(&self.base(), "oauth/token"),
+            join(&self.base(), "api/v2/users"),
+        ]
     }
 }
 
@@ -162,7 +165,10 @@ impl Auth0 {
                     Ok(TokenRequest {
                         url: token_url.clone(),
                         form: vec![
-                            ("grant_type", Zeroizing::new("client_credentials".to_owned())),
+                            (
+                                "grant_type",
+                                Zeroizing::new("client_credentials".to_owned()),
+                            ),
                             ("client_id", Zeroizing::new(client_id.clone())),
                             ("client_secret", secret.clone()),
                             ("audience", Zeroizing::new(audience.clone())),
@@ -213,7 +219,12 @@ impl Auth0 {
                     })
                     .await?;
                 if reply.status() == 404 {
-                    return Err(missing_user(config.on_missing_user, PROVIDER, &how, Some(reply)));
+                    return Err(missing_user(
+                        config.on_missing_user,
+                        PROVIDER,
+                        &how,
+                        Some(reply),
+                    ));
                 }
                 if !reply.is_success() {
                     return Err(reply.failed());

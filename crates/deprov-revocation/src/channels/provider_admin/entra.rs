@@ -37,9 +37,9 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::{
-    Auth, Call, Conversation, Loaded, OnMissingUser, PerformFuture, ProviderConfig, Sealed,
-    Shared, TokenRequest, check_attribute, check_base_url, check_nonempty, join, missing_user,
-    scim_value, segment,
+    Auth, Call, Conversation, Loaded, OnMissingUser, PerformFuture, ProviderConfig, Sealed, Shared,
+    TokenRequest, check_attribute, check_base_url, check_nonempty, join, missing_user, scim_value,
+    segment,
 };
 use crate::worker::{Channel, Performed};
 
@@ -154,7 +154,10 @@ impl Entra {
                             ("client_id", Zeroizing::new(client_id.clone())),
                             ("scope", Zeroizing::new(scope.clone())),
                             ("client_secret", secret.clone()),
-                            ("grant_type", Zeroizing::new("client_credentials".to_owned())),
+                            (
+                                "grant_type",
+                                Zeroizing::new("client_credentials".to_owned()),
+                            ),
                         ],
                         basic: None,
                     })
@@ -174,7 +177,12 @@ impl Entra {
             .await?;
         if reply.status() == 404 {
             let how = format!("id or userPrincipalName {value:?}");
-            return Err(missing_user(config.on_missing_user, PROVIDER, &how, Some(reply)));
+            return Err(missing_user(
+                config.on_missing_user,
+                PROVIDER,
+                &how,
+                Some(reply),
+            ));
         }
         if !reply.is_success() {
             return Err(reply.failed());

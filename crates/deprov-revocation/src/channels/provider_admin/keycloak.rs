@@ -36,9 +36,9 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::{
-    Auth, Call, Conversation, Loaded, OnMissingUser, PerformFuture, ProviderConfig, Sealed,
-    Shared, TokenRequest, check_attribute, check_base_url, check_nonempty, join, missing_user,
-    scim_value, segment,
+    Auth, Call, Conversation, Loaded, OnMissingUser, PerformFuture, ProviderConfig, Sealed, Shared,
+    TokenRequest, check_attribute, check_base_url, check_nonempty, join, missing_user, scim_value,
+    segment,
 };
 use crate::worker::{Channel, Performed};
 
@@ -131,9 +131,7 @@ impl ProviderConfig for KeycloakConfig {
                 ));
             }
             (KeycloakLookup::Username | KeycloakLookup::Id, Some(_)) => {
-                return Err(
-                    "attribute is used only when find_user_by is \"attribute\"".to_owned(),
-                );
+                return Err("attribute is used only when find_user_by is \"attribute\"".to_owned());
             }
             _ => {}
         }
@@ -166,7 +164,11 @@ impl Keycloak {
 
     async fn run(&self, claimed: &Claimed) -> Result<Performed, Performed> {
         let loaded = Loaded::<KeycloakConfig>::from(claimed, PROVIDER)?;
-        let secret = loaded.open(&self.0.kek, "client_secret", &loaded.config.client_secret_sealed)?;
+        let secret = loaded.open(
+            &self.0.kek,
+            "client_secret",
+            &loaded.config.client_secret_sealed,
+        )?;
         let config = &loaded.config;
         let value = scim_value(claimed, PROVIDER, &config.scim_attribute)?;
         let token_url = config.token_url();
@@ -258,7 +260,12 @@ impl Keycloak {
                 })
                 .await?;
             if reply.status() == 404 {
-                return Err(missing_user(config.on_missing_user, PROVIDER, &how, Some(reply)));
+                return Err(missing_user(
+                    config.on_missing_user,
+                    PROVIDER,
+                    &how,
+                    Some(reply),
+                ));
             }
             if !reply.is_success() {
                 return Err(reply.failed());
@@ -273,7 +280,12 @@ impl Keycloak {
             })
             .await?;
         if reply.status() == 404 {
-            return Err(missing_user(config.on_missing_user, PROVIDER, &how, Some(reply)));
+            return Err(missing_user(
+                config.on_missing_user,
+                PROVIDER,
+                &how,
+                Some(reply),
+            ));
         }
         if !reply.is_success() {
             return Err(reply.failed());

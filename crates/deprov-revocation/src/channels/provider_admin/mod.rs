@@ -198,7 +198,9 @@ pub(crate) struct Loaded<'a, C> {
 impl<'a, C: ProviderConfig> Loaded<'a, C> {
     pub(crate) fn from(claimed: &'a Claimed, provider: &str) -> Result<Self, Performed> {
         let Some(target) = &claimed.target else {
-            return Err(Performed::Cancel(format!("the {provider} target was removed")));
+            return Err(Performed::Cancel(format!(
+                "the {provider} target was removed"
+            )));
         };
         let config: C = serde_json::from_value(target.config.clone())
             .map_err(|e| Performed::Refused(format!("unreadable {provider} settings: {e}")))?;
@@ -208,15 +210,22 @@ impl<'a, C: ProviderConfig> Loaded<'a, C> {
         Ok(Self { target, config })
     }
 
-    /// The token cache key: the target at this version of its settings, so a changed
-    /// secret or URL never reuses a token obtained with the old ones.
+    /// The token cache key: the target with a digest of its settings, so a changed secret,
+    /// client or URL never reuses a token obtained with the old ones.
     pub(crate) fn cache_key(&self) -> String {
-        format!("{}:{}", self.target.id, self.target.updated_at)
+        use sha2::{Digest as _, Sha256};
+        let digest = Sha256::digest(self.target.config.to_string().as_bytes());
+        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}:{hex}", self.target.id)
     }
 
-    pub(crate) fn open(&self, kek: &KeyEncryptionKey, field: &str, sealed: &Sealed) -> Result<Zeroizing<String>, Performed> {
-        open_secret(kek, &self.target.tenant_id, field, &sealed.0)
-            .map_err(Performed::Refused)
+    pub(crate) fn open(
+        &self,
+        kek: &KeyEncryptionKey,
+        field: &str,
+        sealed: &Sealed,
+    ) -> Result<Zeroizing<String>, Performed> {
+        open_secret(kek, &self.target.tenant_id, field, &sealed.0).map_err(Performed::Refused)
     }
 }
 
@@ -226,14 +235,17 @@ pub(crate) fn scim_value(
     provider: &str,
     attribute: &str,
 ) -> Result<String, Performed> {
-    let mapping = SubjectMapping::parse(attribute).map_err(|e| Performed::Refused(e.to_string()))?;
-    mapping.resolve(&claimed.event.user_snapshot).ok_or_else(|| {
-        Performed::Refused(format!(
-            "the SCIM user {} has no {} value to find them at {provider}",
-            claimed.event.user_id,
-            mapping.as_str()
-        ))
-    })
+    let mapping =
+        SubjectMapping::parse(attribute).map_err(|e| Performed::Refused(e.to_string()))?;
+    mapping
+        .resolve(&claimed.event.user_snapshot)
+        .ok_or_else(|| {
+            Performed::Refused(format!(
+                "the SCIM user {} has no {} value to find them at {provider}",
+                claimed.event.user_id,
+                mapping.as_str()
+            ))
+        })
 }
 
 /// Checks a `scim_attribute` setting.
@@ -246,12 +258,15 @@ pub(crate) fn check_attribute(attribute: &str) -> Result<(), String> {
 /// Checks a base URL setting (shape only; the policy is checked by [`validate_config`]
 /// and again before every call).
 pub(crate) fn check_base_url(field: &str, value: &str) -> Result<(), String> {
-    let url = url::Url::parse(value).map_err(|e| format!("{field} {value:?} is not an absolute URL: {e}"))?;
+    let url = url::Url::parse(value)
+        .map_err(|e| format!("{field} {value:?} is not an absolute URL: {e}"))?;
     if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
         return Err(format!("{field} {value:?} must be an https URL"));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{field} {value:?} must not have a query or fragment"));
+        return Err(format!(
+            "{field} {value:?} must not have a query or fragment"
+        ));
     }
     Ok(())
 }
@@ -266,7 +281,11 @@ pub(crate) fn check_nonempty(field: &str, value: &str) -> Result<(), String> {
 
 /// `base` without a trailing slash, then `/` and the path.
 pub(crate) fn join(base: &str, path: &str) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
 }
 
 /// One path segment, percent-encoded (a user id such as `auth0|5f…` or a UPN).
@@ -398,9 +417,14 @@ impl Conversation<'_> {
                     let token = self
                         .shared
                         .tokens
-                        .get(key, || fetch_token(self.shared, self.provider, request.as_ref()))
+                        .get(key, || {
+                            fetch_token(self.shared, self.provider, request.as_ref())
+                        })
                         .await?;
-                    (Zeroizing::new(format!("Bearer {}", token.as_str())), Some(token))
+                    (
+                        Zeroizing::new(format!("Bearer {}", token.as_str())),
+                        Some(token),
+                    )
                 }
             };
             let mut header = HeaderValue::from_str(&authorization).map_err(|_| {
@@ -423,7 +447,9 @@ impl Conversation<'_> {
                     } else if call.method == Method::POST || call.method == Method::PUT {
                         // An explicit empty body: `Content-Length: 0` (Graph answers 411
                         // to a POST without a length).
-                        request = request.body(Vec::new());
+                        request = request
+                            .header(reqwest::header::CONTENT_LENGTH, "0")
+                            .body(Vec::new());
                     }
                     request
                 })
@@ -432,13 +458,21 @@ impl Conversation<'_> {
                     Performed::Refused(format!("{}: {}: {refused}", self.provider, call.step))
                 })?;
             if exchange.status.is_none() {
-                return Err(Performed::Answered(label(exchange, self.provider, call.step)));
+                return Err(Performed::Answered(label(
+                    exchange,
+                    self.provider,
+                    call.step,
+                )));
             }
             if exchange.status == Some(401)
                 && !refreshed
                 && let (Auth::ClientCredentials { key, .. }, Some(token)) = (&self.auth, &token)
             {
-                tracing::info!(provider = self.provider, step = call.step, "access token refused; fetching a new one");
+                tracing::info!(
+                    provider = self.provider,
+                    step = call.step,
+                    "access token refused; fetching a new one"
+                );
                 self.shared.tokens.invalidate(key, token.as_str()).await;
                 refreshed = true;
                 continue;
@@ -473,8 +507,8 @@ async fn fetch_token(
     provider: &'static str,
     request: &(dyn Fn() -> Result<TokenRequest, String> + Send + Sync),
 ) -> Result<Fresh, Performed> {
-    let request = request()
-        .map_err(|e| Performed::Refused(format!("{provider}: {TOKEN_STEP}: {e}")))?;
+    let request =
+        request().map_err(|e| Performed::Refused(format!("{provider}: {TOKEN_STEP}: {e}")))?;
     let form = {
         let mut form = url::form_urlencoded::Serializer::new(String::new());
         for (name, value) in &request.form {
@@ -486,13 +520,18 @@ async fn fetch_token(
         Some((id, secret)) => {
             // RFC 6749 §2.3.1: both form-urlencoded before they are joined and encoded.
             use base64::Engine as _;
-            let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
             let pair = Zeroizing::new(format!("{}:{}", enc(id), enc(secret)));
             let mut value = HeaderValue::from_str(&format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(pair.as_bytes())
             ))
-            .map_err(|_| Performed::Refused(format!("{provider}: {TOKEN_STEP}: unusable client credentials")))?;
+            .map_err(|_| {
+                Performed::Refused(format!(
+                    "{provider}: {TOKEN_STEP}: unusable client credentials"
+                ))
+            })?;
             value.set_sensitive(true);
             Some(value)
         }
@@ -562,7 +601,9 @@ async fn fetch_token(
 /// What an operator should check for the RFC 6749 §5.2 error codes that need them.
 fn token_error_hint(code: &str) -> Option<&'static str> {
     Some(match code {
-        "invalid_client" => "the provider refused deprov's client credentials (check the client id and secret or key)",
+        "invalid_client" => {
+            "the provider refused deprov's client credentials (check the client id and secret or key)"
+        }
         "unauthorized_client" => "the client may not use the client credentials grant",
         "invalid_scope" => "the client was not granted the scope asked for",
         "invalid_grant" | "invalid_request" => "the token request was refused",
@@ -576,4 +617,6 @@ pub(crate) type PerformFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Performed> + Send + 'a>>;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// a failed unwrap is a failed test
 mod tests;

@@ -47,9 +47,9 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use super::{
-    Auth, Call, Conversation, Loaded, OnMissingUser, PerformFuture, ProviderConfig, Sealed,
-    Shared, TokenRequest, check_attribute, check_base_url, check_nonempty, join, missing_user,
-    scim_value, segment,
+    Auth, Call, Conversation, Loaded, OnMissingUser, PerformFuture, ProviderConfig, Sealed, Shared,
+    TokenRequest, check_attribute, check_base_url, check_nonempty, join, missing_user, scim_value,
+    segment,
 };
 use crate::keys::SigningKey;
 use crate::worker::{Channel, Performed};
@@ -134,11 +134,18 @@ impl ProviderConfig for OktaConfig {
                     .as_ref()
                     .ok_or("private_key_sealed is required with auth_method \"private_key_jwt\"")?
                     .check("private_key_sealed")?;
-                if self.scopes.is_empty() || self.scopes.iter().any(|s| s.trim().is_empty() || s.contains(' ')) {
+                if self.scopes.is_empty()
+                    || self
+                        .scopes
+                        .iter()
+                        .any(|s| s.trim().is_empty() || s.contains(' '))
+                {
                     return Err("scopes must list Okta scopes such as okta.users.manage".to_owned());
                 }
                 if self.api_token_sealed.is_some() {
-                    return Err("api_token_sealed is used only with auth_method \"api_token\"".to_owned());
+                    return Err(
+                        "api_token_sealed is used only with auth_method \"api_token\"".to_owned(),
+                    );
                 }
             }
             OktaAuth::ApiToken => {
@@ -225,7 +232,10 @@ impl Okta {
                     Performed::Refused("okta: api_token_sealed is missing".to_owned())
                 })?;
                 let token = loaded.open(&self.0.kek, "api_token", sealed)?;
-                Ok(Auth::Fixed(Zeroizing::new(format!("SSWS {}", token.as_str()))))
+                Ok(Auth::Fixed(Zeroizing::new(format!(
+                    "SSWS {}",
+                    token.as_str()
+                ))))
             }
             OktaAuth::PrivateKeyJwt => {
                 let sealed = config.private_key_sealed.as_ref().ok_or_else(|| {
@@ -247,7 +257,10 @@ impl Okta {
                         Ok(TokenRequest {
                             url: token_url.clone(),
                             form: vec![
-                                ("grant_type", Zeroizing::new("client_credentials".to_owned())),
+                                (
+                                    "grant_type",
+                                    Zeroizing::new("client_credentials".to_owned()),
+                                ),
                                 ("scope", Zeroizing::new(scope.clone())),
                                 (
                                     "client_assertion_type",
@@ -283,12 +296,20 @@ impl Okta {
                     .send(Call {
                         step: "find the user",
                         method: Method::GET,
-                        url: join(&config.org_url, &format!("api/v1/users/{}", segment(&value))),
+                        url: join(
+                            &config.org_url,
+                            &format!("api/v1/users/{}", segment(&value)),
+                        ),
                         json: None,
                     })
                     .await?;
                 if reply.status() == 404 {
-                    return Err(missing_user(config.on_missing_user, PROVIDER, &how, Some(reply)));
+                    return Err(missing_user(
+                        config.on_missing_user,
+                        PROVIDER,
+                        &how,
+                        Some(reply),
+                    ));
                 }
                 if !reply.is_success() {
                     return Err(reply.failed());
@@ -303,13 +324,21 @@ impl Okta {
                 method: Method::DELETE,
                 url: join(
                     &config.org_url,
-                    &format!("api/v1/users/{}/sessions?oauthTokens=true", segment(&user_id)),
+                    &format!(
+                        "api/v1/users/{}/sessions?oauthTokens=true",
+                        segment(&user_id)
+                    ),
                 ),
                 json: None,
             })
             .await?;
         if reply.status() == 404 {
-            return Err(missing_user(config.on_missing_user, PROVIDER, &how, Some(reply)));
+            return Err(missing_user(
+                config.on_missing_user,
+                PROVIDER,
+                &how,
+                Some(reply),
+            ));
         }
         if !reply.is_success() {
             return Err(reply.failed());

@@ -53,9 +53,7 @@ pub(crate) fn open_secret(
 
 /// Whether a sealed value at least decodes (validation without the key).
 pub(crate) fn looks_sealed(sealed: &str) -> bool {
-    STANDARD
-        .decode(sealed.trim())
-        .is_ok_and(|b| b.len() > 28)
+    STANDARD.decode(sealed.trim()).is_ok_and(|b| b.len() > 28)
 }
 
 #[cfg(test)]
@@ -63,8 +61,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_sealed_secret_opens_only_for_its_tenant_and_field() -> Result<(), Box<dyn std::error::Error>>
-    {
+    fn a_sealed_secret_opens_only_for_its_tenant_and_field()
+    -> Result<(), Box<dyn std::error::Error>> {
         let kek = KeyEncryptionKey::generate()?;
         let sealed = seal_secret(&kek, "t1", "client_secret", "s3cret")?;
         assert!(looks_sealed(&sealed));
@@ -74,7 +72,9 @@ mod tests {
         );
         assert!(open_secret(&kek, "t2", "client_secret", &sealed).is_err());
         assert!(open_secret(&kek, "t1", "api_token", &sealed).is_err());
-        let err = open_secret(&kek, "t1", "client_secret", "!!").err().unwrap_or_default();
+        let err = open_secret(&kek, "t1", "client_secret", "!!")
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("client_secret"), "{err}");
         Ok(())
     }
