@@ -46,6 +46,8 @@ use super::{
 };
 use crate::worker::{Channel, Performed};
 
+/// Auth0's `errorCode` for an unknown user.
+const NO_SUCH_USER: &str = "inexistent_user";
 const PROVIDER: &str = "auth0";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,7 +220,7 @@ impl Auth0 {
                         json: None,
                     })
                     .await?;
-                if reply.status() == 404 {
+                if reply.is_missing_user(NO_SUCH_USER) {
                     return Err(missing_user(
                         config.on_missing_user,
                         PROVIDER,

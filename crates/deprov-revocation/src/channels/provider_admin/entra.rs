@@ -43,6 +43,8 @@ use super::{
 };
 use crate::worker::{Channel, Performed};
 
+/// Graph's error code for an unknown user.
+const NO_SUCH_USER: &str = "Request_ResourceNotFound";
 const PROVIDER: &str = "entra";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -175,7 +177,7 @@ impl Entra {
                 json: None,
             })
             .await?;
-        if reply.status() == 404 {
+        if reply.is_missing_user(NO_SUCH_USER) {
             let how = format!("id or userPrincipalName {value:?}");
             return Err(missing_user(
                 config.on_missing_user,

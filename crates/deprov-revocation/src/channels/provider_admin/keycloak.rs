@@ -42,6 +42,9 @@ use super::{
 };
 use crate::worker::{Channel, Performed};
 
+/// Keycloak's 404 body for an unknown user id (`{"error":"User not found"}`); a wrong
+/// realm answers `Realm not found.` instead.
+const NO_SUCH_USER: &str = "User not found";
 const PROVIDER: &str = "keycloak";
 
 /// How the Keycloak user is found.
@@ -259,7 +262,7 @@ impl Keycloak {
                     json: Some(serde_json::json!({"enabled": false})),
                 })
                 .await?;
-            if reply.status() == 404 {
+            if reply.is_missing_user(NO_SUCH_USER) {
                 return Err(missing_user(
                     config.on_missing_user,
                     PROVIDER,
@@ -279,7 +282,7 @@ impl Keycloak {
                 json: None,
             })
             .await?;
-        if reply.status() == 404 {
+        if reply.is_missing_user(NO_SUCH_USER) {
             return Err(missing_user(
                 config.on_missing_user,
                 PROVIDER,

@@ -20,7 +20,11 @@
 //!   (`HTTP 403: [okta: revoke sessions] {"errorCode":"E0000006",…}`);
 //! - a 401 from the API → the cached token is dropped and the call made once more with a
 //!   fresh one; a second 401 is a dead letter;
-//! - **the user does not exist at the provider** → by default the delivery is *cancelled*
+//! - **the user does not exist at the provider** (a lookup that finds nobody, or a 404
+//!   carrying the provider's own "no such user" mark: Keycloak `User not found`, Okta
+//!   `E0000007`, Graph `Request_ResourceNotFound`, Auth0 `inexistent_user`; any other 404,
+//!   such as Keycloak's `Realm not found.`, is a configuration error and dead-letters)
+//!   → by default the delivery is *cancelled*
 //!   with a note saying so (`on_missing_user: "skip"`). Nobody of that name can hold a
 //!   session there, so there is nothing to end, and a provider that simply never had the
 //!   person (an Entra hard delete arriving after the account is gone, a person never
@@ -352,6 +356,12 @@ pub(crate) struct Reply {
 impl Reply {
     pub(crate) fn status(&self) -> u16 {
         self.exchange.status.unwrap_or(0)
+    }
+
+    /// A 404 whose body carries the provider's "no such user" mark. Any other 404 (a
+    /// wrong realm, path or API version) is a configuration error, not a missing user.
+    pub(crate) fn is_missing_user(&self, mark: &str) -> bool {
+        self.status() == 404 && String::from_utf8_lossy(&self.body).contains(mark)
     }
 
     pub(crate) fn is_success(&self) -> bool {

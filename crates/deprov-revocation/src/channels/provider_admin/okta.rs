@@ -54,6 +54,8 @@ use super::{
 use crate::keys::SigningKey;
 use crate::worker::{Channel, Performed};
 
+/// Okta's error code for an unknown resource (`E0000007`, "Not found: Resource not found").
+const NO_SUCH_USER: &str = "E0000007";
 const PROVIDER: &str = "okta";
 
 /// The client assertion's lifetime (Okta accepts at most one hour).
@@ -303,7 +305,7 @@ impl Okta {
                         json: None,
                     })
                     .await?;
-                if reply.status() == 404 {
+                if reply.is_missing_user(NO_SUCH_USER) {
                     return Err(missing_user(
                         config.on_missing_user,
                         PROVIDER,
@@ -332,7 +334,7 @@ impl Okta {
                 json: None,
             })
             .await?;
-        if reply.status() == 404 {
+        if reply.is_missing_user(NO_SUCH_USER) {
             return Err(missing_user(
                 config.on_missing_user,
                 PROVIDER,

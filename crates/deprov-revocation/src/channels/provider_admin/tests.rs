@@ -568,10 +568,11 @@ async fn keycloak_invalid_client_at_the_token_endpoint_is_permanent_and_says_so(
 }
 
 #[tokio::test]
-async fn keycloak_token_endpoint_outage_and_api_5xx_are_retried() {
+async fn keycloak_token_endpoint_outage_is_retried_shared_by_waiters_then_asked_again() {
     let kek = kek();
     let kc = Provider::start(|seen: &Seen, before| match seen.path.as_str() {
-        KC_TOKEN if before == 0 => answer(503, json!({"error": "temporarily_unavailable"})),
+        KC_TOKEN if before == 0 => answer(503, json!({"error": "temporarily_unavailable"}))
+            .after(Duration::from_millis(200)),
         KC_TOKEN => token_answer("kc-token", 300),
         _ => answer(500, json!({"error": "unknown_error"})),
     });
@@ -582,13 +583,72 @@ async fn keycloak_token_endpoint_outage_and_api_5xx_are_retried() {
         json!({"find_user_by": "id", "scim_attribute": "externalId"}),
     );
     let c = claimed(KEYCLOAK, config, user("u-1", "kc-id", "ada"));
-    let first = channel(&admin, KEYCLOAK).perform(&c).await;
-    assert_eq!(verdict(&first), Verdict::Retryable, "{first:?}");
-    assert!(excerpt(&first).starts_with("[keycloak: get an access token]"));
-    let second = channel(&admin, KEYCLOAK).perform(&c).await;
+    let keycloak = channel(&admin, KEYCLOAK);
+    let first = futures_util::future::join_all((0..4).map(|_| keycloak.perform(&c))).await;
+    for p in &first {
+        assert_eq!(exchange(p).status, Some(503));
+        assert_eq!(verdict(p), Verdict::Retryable, "{p:?}");
+        assert!(excerpt(p).starts_with("[keycloak: get an access token]"));
+    }
+    assert_eq!(
+        kc.count("POST", KC_TOKEN),
+        1,
+        "the waiters share the failed request"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // The token endpoint is asked again; now the API itself fails with a 5xx.
+    let second = keycloak.perform(&c).await;
     assert_eq!(exchange(&second).status, Some(500));
     assert_eq!(verdict(&second), Verdict::Retryable);
     assert!(excerpt(&second).starts_with("[keycloak: log out the user]"));
+    assert_eq!(kc.count("POST", KC_TOKEN), 2);
+    kc.stop().await;
+}
+
+#[tokio::test]
+async fn keycloak_unknown_id_is_a_missing_user_but_an_unknown_realm_is_a_dead_letter() {
+    let kek = kek();
+    let kc = Provider::start(|seen: &Seen, _| match seen.path.as_str() {
+        KC_TOKEN => token_answer("kc-token", 300),
+        "/admin/realms/acme/users/gone-id/logout" => {
+            answer(404, json!({"error": "User not found"}))
+        }
+        _ => answer(404, json!({"error": "Realm not found."})),
+    });
+    let admin = admin(&kek);
+    let by_id = |base: &str, realm: &str| {
+        let mut c = keycloak_config(
+            &kek,
+            base,
+            json!({"find_user_by": "id", "scim_attribute": "externalId"}),
+        );
+        c["realm"] = json!(realm);
+        c
+    };
+    let gone = channel(&admin, KEYCLOAK)
+        .perform(&claimed(
+            KEYCLOAK,
+            by_id(&kc.base, "acme"),
+            user("u-1", "gone-id", "x"),
+        ))
+        .await;
+    assert!(
+        matches!(&gone, Performed::Cancel(n) if n.contains("keycloak has no user with id \"gone-id\"")),
+        "{gone:?}"
+    );
+    let wrong_realm = channel(&admin, KEYCLOAK)
+        .perform(&claimed(
+            KEYCLOAK,
+            by_id(&kc.base, "acme-typo"),
+            user("u-1", "gone-id", "x"),
+        ))
+        .await;
+    assert_eq!(exchange(&wrong_realm).status, Some(404));
+    assert_eq!(verdict(&wrong_realm), Verdict::Permanent);
+    assert!(
+        excerpt(&wrong_realm).contains("Realm not found."),
+        "{wrong_realm:?}"
+    );
     kc.stop().await;
 }
 
@@ -902,6 +962,34 @@ async fn entra_revokes_sign_in_sessions_with_a_graph_token_as_documented() {
     assert_eq!(revoke.header("authorization"), "Bearer eyJ0eXAi.graph-1");
     assert_eq!(revoke.header("content-length"), "0");
     assert_eq!(revoke.body, "");
+    graph.stop().await;
+}
+
+#[tokio::test]
+async fn entra_a_200_with_value_false_is_not_taken_as_revoked() {
+    let kek = kek();
+    let graph = Provider::start(|seen: &Seen, _| match seen.path.as_str() {
+        ENTRA_TOKEN => token_answer("graph", 3599),
+        _ => answer(
+            200,
+            json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Edm.Boolean", "value": false}),
+        ),
+    });
+    let admin = admin(&kek);
+    let done = channel(&admin, ENTRA)
+        .perform(&claimed(
+            ENTRA,
+            entra_config(&kek, &graph.base),
+            user("u-1", "x", "ada@contoso.com"),
+        ))
+        .await;
+    assert_eq!(verdict(&done), Verdict::Retryable, "{done:?}");
+    assert!(
+        exchange(&done)
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("value\": false"))
+    );
     graph.stop().await;
 }
 

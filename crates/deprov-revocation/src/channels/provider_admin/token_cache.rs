@@ -5,8 +5,10 @@
 //! async mutex around its cached token. A delivery that finds no valid token fetches one
 //! *while holding that mutex*, so deliveries arriving meanwhile wait and then reuse the
 //! token just fetched: a burst of de-provisionings costs one token request (single flight).
-//! A failed fetch caches nothing; the next waiter tries again with its own request, so a
-//! token endpoint that recovers is noticed at once.
+//! A failed fetch is remembered for [`FAILURE_TTL`]: the deliveries that were waiting get
+//! the same outcome at once instead of each trying again in turn (64 waiters behind a
+//! token endpoint that times out would otherwise wait 64 timeouts, far past their lease).
+//! After that the next delivery asks again, so a recovered endpoint is noticed quickly.
 //!
 //! A token refused by the API (401) is dropped only if it is still the cached one, so a
 //! delivery holding an old token cannot throw away the new token another just fetched.
@@ -35,12 +37,26 @@ pub(crate) struct Fresh {
     pub expires_in: Option<Duration>,
 }
 
+/// How long a failed token request answers for the deliveries waiting on it (shorter in
+/// tests, which check that the next delivery after it asks again).
+const FAILURE_TTL: Duration = if cfg!(test) {
+    Duration::from_millis(300)
+} else {
+    Duration::from_secs(5)
+};
+
 struct Cached {
     token: Arc<Zeroizing<String>>,
     refresh_at: Instant,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+#[derive(Default)]
+struct Entry {
+    token: Option<Cached>,
+    failure: Option<(Performed, Instant)>,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Entry>>;
 
 #[derive(Default)]
 pub(crate) struct TokenCache {
@@ -74,18 +90,31 @@ impl TokenCache {
         Fut: Future<Output = Result<Fresh, Performed>>,
     {
         let slot = self.slot(key);
-        let mut cached = slot.lock().await;
-        if let Some(c) = cached.as_ref()
-            && Instant::now() < c.refresh_at
+        let mut entry = slot.lock().await;
+        let now = Instant::now();
+        if let Some(c) = entry.token.as_ref()
+            && now < c.refresh_at
         {
             return Ok(c.token.clone());
         }
-        *cached = None;
-        let fresh = fetch().await?;
+        if let Some((failed, at)) = entry.failure.as_ref()
+            && now < *at + FAILURE_TTL
+        {
+            return Err(failed.clone());
+        }
+        entry.token = None;
+        entry.failure = None;
+        let fresh = match fetch().await {
+            Ok(fresh) => fresh,
+            Err(failed) => {
+                entry.failure = Some((failed.clone(), Instant::now()));
+                return Err(failed);
+            }
+        };
         let lifetime = fresh.expires_in.unwrap_or(DEFAULT_LIFETIME);
         let margin = (lifetime / 2).min(REFRESH_MARGIN);
         let token = Arc::new(fresh.token);
-        *cached = Some(Cached {
+        entry.token = Some(Cached {
             token: token.clone(),
             refresh_at: Instant::now() + (lifetime - margin),
         });
@@ -95,9 +124,13 @@ impl TokenCache {
     /// Forgets `stale` if it is still the token cached for `key`.
     pub(crate) async fn invalidate(&self, key: &str, stale: &str) {
         let slot = self.slot(key);
-        let mut cached = slot.lock().await;
-        if cached.as_ref().is_some_and(|c| c.token.as_str() == stale) {
-            *cached = None;
+        let mut entry = slot.lock().await;
+        if entry
+            .token
+            .as_ref()
+            .is_some_and(|c| c.token.as_str() == stale)
+        {
+            entry.token = None;
         }
     }
 }
