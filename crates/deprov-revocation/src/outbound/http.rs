@@ -109,24 +109,20 @@ impl OutboundClient {
         url: &str,
         build: impl FnOnce(&reqwest::Client, url::Url) -> reqwest::RequestBuilder,
     ) -> Result<Exchange, TargetUrlError> {
-        self.send_reading(url, EXCERPT_BYTES, build)
-            .await
-            .map(|(exchange, _)| exchange)
+        self.send_reading(url, EXCERPT_BYTES, build).await
     }
 
-    /// Like [`Self::send`], and also returns up to `limit` bytes of the body, for callers
-    /// that must read the answer (an access token, a user id found by a search). The
-    /// exchange's excerpt stays bounded by [`EXCERPT_BYTES`].
+    /// [`Self::send`], keeping up to `max_body` bytes of the response (metadata documents
+    /// are read whole, up to a bound; trail excerpts stay at [`EXCERPT_BYTES`]).
     pub async fn send_reading(
         &self,
         url: &str,
-        limit: usize,
+        max_body: usize,
         build: impl FnOnce(&reqwest::Client, url::Url) -> reqwest::RequestBuilder,
-    ) -> Result<(Exchange, Vec<u8>), TargetUrlError> {
+    ) -> Result<Exchange, TargetUrlError> {
         let url = validate_target_url(url, self.policy)?;
         let started = Instant::now();
         let result = build(&self.client, url).send().await;
-        let mut body = Vec::new();
         let mut exchange = Exchange {
             status: None,
             retry_after: None,
@@ -142,13 +138,13 @@ impl OutboundClient {
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(parse_retry_after);
-                let limit = limit.max(EXCERPT_BYTES);
+                let mut body = Vec::new();
                 loop {
                     match response.chunk().await {
                         Ok(Some(chunk)) => {
-                            let room = limit.saturating_sub(body.len());
+                            let room = max_body.saturating_sub(body.len());
                             body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                            if body.len() >= limit {
+                            if body.len() >= max_body {
                                 break;
                             }
                         }
@@ -161,14 +157,13 @@ impl OutboundClient {
                     }
                 }
                 if !body.is_empty() {
-                    let excerpt = &body[..body.len().min(EXCERPT_BYTES)];
-                    exchange.body_excerpt = Some(String::from_utf8_lossy(excerpt).into_owned());
+                    exchange.body_excerpt = Some(String::from_utf8_lossy(&body).into_owned());
                 }
             }
             Err(e) => exchange.error = Some(error_chain(&e)),
         }
         exchange.latency = started.elapsed();
-        Ok((exchange, body))
+        Ok(exchange)
     }
 }
 

@@ -26,7 +26,7 @@
 //! Config (`kind = "auth0"`):
 //! ```json
 //! {"domain": "acme.eu.auth0.com", "base_url": null, "audience": null,
-//!  "client_id": "…", "client_secret_sealed": "<sealed client_secret>",
+//!  "client_id": "…", "client_secret": "<sealed>",
 //!  "find_user_by": "id", "scim_attribute": "externalId", "on_missing_user": "skip"}
 //! ```
 //! `base_url` defaults to `https://{domain}` (set it for a custom domain's API or tests);
@@ -73,7 +73,7 @@ pub struct Auth0Config {
     pub audience: Option<String>,
     pub client_id: String,
     /// The M2M application's secret, sealed for field `client_secret`.
-    pub client_secret_sealed: Sealed,
+    pub client_secret: Sealed,
     #[serde(default)]
     pub find_user_by: Auth0Lookup,
     /// The SCIM attribute holding the user id or e-mail (default `externalId`).
@@ -117,7 +117,7 @@ impl ProviderConfig for Auth0Config {
             check_nonempty("audience", aud)?;
         }
         check_nonempty("client_id", &self.client_id)?;
-        self.client_secret_sealed.check("client_secret_sealed")?;
+        self.client_secret.check("client_secret")?;
         check_attribute(&self.scim_attribute)
     }
 
@@ -147,11 +147,7 @@ impl Auth0 {
 
     async fn run(&self, claimed: &Claimed) -> Result<Performed, Performed> {
         let loaded = Loaded::<Auth0Config>::from(claimed, PROVIDER)?;
-        let secret = loaded.open(
-            &self.0.kek,
-            "client_secret",
-            &loaded.config.client_secret_sealed,
-        )?;
+        let secret = loaded.open(&self.0.kek, "client_secret", &loaded.config.client_secret)?;
         let config = &loaded.config;
         let value = scim_value(claimed, PROVIDER, &config.scim_attribute)?;
         let base = config.base();

@@ -22,7 +22,7 @@
 //! Config (`kind = "entra"`):
 //! ```json
 //! {"tenant": "contoso.onmicrosoft.com", "client_id": "…",
-//!  "client_secret_sealed": "<sealed client_secret>",
+//!  "client_secret": "<sealed>",
 //!  "login_url": "https://login.microsoftonline.com",
 //!  "graph_url": "https://graph.microsoft.com/v1.0",
 //!  "scope": "https://graph.microsoft.com/.default",
@@ -54,7 +54,7 @@ pub struct EntraConfig {
     pub tenant: String,
     pub client_id: String,
     /// The app's client secret, sealed for field `client_secret`.
-    pub client_secret_sealed: Sealed,
+    pub client_secret: Sealed,
     #[serde(default = "default_login_url")]
     pub login_url: String,
     #[serde(default = "default_graph_url")]
@@ -103,7 +103,7 @@ impl ProviderConfig for EntraConfig {
             ));
         }
         check_nonempty("client_id", &self.client_id)?;
-        self.client_secret_sealed.check("client_secret_sealed")?;
+        self.client_secret.check("client_secret")?;
         check_base_url("login_url", &self.login_url)?;
         check_base_url("graph_url", &self.graph_url)?;
         check_nonempty("scope", &self.scope)?;
@@ -134,11 +134,7 @@ impl Entra {
 
     async fn run(&self, claimed: &Claimed) -> Result<Performed, Performed> {
         let loaded = Loaded::<EntraConfig>::from(claimed, PROVIDER)?;
-        let secret = loaded.open(
-            &self.0.kek,
-            "client_secret",
-            &loaded.config.client_secret_sealed,
-        )?;
+        let secret = loaded.open(&self.0.kek, "client_secret", &loaded.config.client_secret)?;
         let config = &loaded.config;
         let value = scim_value(claimed, PROVIDER, &config.scim_attribute)?;
         let token_url = config.token_url();

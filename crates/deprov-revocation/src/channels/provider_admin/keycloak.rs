@@ -22,7 +22,7 @@
 //! Config (`kind = "keycloak"`):
 //! ```json
 //! {"base_url": "https://sso.example.com", "realm": "acme", "token_realm": null,
-//!  "client_id": "deprov", "client_secret_sealed": "<sealed client_secret>",
+//!  "client_id": "deprov", "client_secret": "<sealed>",
 //!  "find_user_by": "username", "attribute": null, "scim_attribute": "userName",
 //!  "disable_user": false, "on_missing_user": "skip"}
 //! ```
@@ -72,7 +72,7 @@ pub struct KeycloakConfig {
     pub token_realm: Option<String>,
     pub client_id: String,
     /// The client secret, sealed for field `client_secret`.
-    pub client_secret_sealed: Sealed,
+    pub client_secret: Sealed,
     #[serde(default)]
     pub find_user_by: KeycloakLookup,
     /// The Keycloak user attribute searched when `find_user_by` is `attribute`.
@@ -117,7 +117,7 @@ impl ProviderConfig for KeycloakConfig {
             check_nonempty("token_realm", r)?;
         }
         check_nonempty("client_id", &self.client_id)?;
-        self.client_secret_sealed.check("client_secret_sealed")?;
+        self.client_secret.check("client_secret")?;
         check_attribute(&self.scim_attribute)?;
         match (self.find_user_by, self.attribute.as_deref()) {
             (KeycloakLookup::Attribute, None) => {
@@ -167,11 +167,7 @@ impl Keycloak {
 
     async fn run(&self, claimed: &Claimed) -> Result<Performed, Performed> {
         let loaded = Loaded::<KeycloakConfig>::from(claimed, PROVIDER)?;
-        let secret = loaded.open(
-            &self.0.kek,
-            "client_secret",
-            &loaded.config.client_secret_sealed,
-        )?;
+        let secret = loaded.open(&self.0.kek, "client_secret", &loaded.config.client_secret)?;
         let config = &loaded.config;
         let value = scim_value(claimed, PROVIDER, &config.scim_attribute)?;
         let token_url = config.token_url();

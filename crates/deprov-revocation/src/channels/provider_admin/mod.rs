@@ -35,6 +35,12 @@
 //! - the SCIM user has no value for the configured attribute, the config is unreadable, a
 //!   sealed secret does not open → dead letter (retrying cannot help).
 //!
+//! Settings are the target's `config` JSON, one shape per kind (documented in each
+//! module). Secrets (`client_secret`, `private_key`, `api_token`) are stored sealed under
+//! the key-encryption key with the field being the member's own name (see [`seal_secret`]);
+//! through `deprov op add` / the admin API they are written `{"$secret": "…"}` and sealed
+//! on the way in. Unknown members are refused, so a typo is an error, not a silent default.
+//!
 //! Retries are safe: every call is idempotent (logging out a user without sessions,
 //! disabling a disabled user and deleting no sessions all succeed), so a delivery that
 //! failed half-way simply does everything again.
@@ -59,7 +65,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::keys::KeyEncryptionKey;
-use crate::outbound::http::{Exchange, OutboundClient};
+use crate::outbound::http::{EXCERPT_BYTES, Exchange, OutboundClient};
 use crate::outbound::{AddressPolicy, validate_target_url};
 use crate::worker::{Channel, Performed};
 
@@ -78,21 +84,37 @@ pub const KINDS: [&str; 4] = [KEYCLOAK, OKTA, ENTRA, AUTH0];
 /// `_links`, an Entra access token of a few KiB).
 const BODY_LIMIT: usize = 64 * 1024;
 
-/// Checks a target's `config` for `kind`: its shape, and its URLs against the outbound
-/// policy. For the CLI and admin API, before a target is stored.
-pub fn validate_config(
+/// Checks a target's stored `config` for `kind` (secrets already sealed): its shape only.
+/// The signature of the op service's `provider_admin_check` hook.
+pub fn validate_config(kind: &str, config: &serde_json::Value) -> Result<(), String> {
+    check_config(kind, config, None)
+}
+
+/// [`validate_config`], and every URL the adapter will call against the outbound policy:
+/// for the CLI and admin API, before a target is stored (each call checks again).
+pub fn validate_config_for(
     kind: &str,
     config: &serde_json::Value,
     policy: AddressPolicy,
 ) -> Result<(), String> {
+    check_config(kind, config, Some(policy))
+}
+
+fn check_config(
+    kind: &str,
+    config: &serde_json::Value,
+    policy: Option<AddressPolicy>,
+) -> Result<(), String> {
     fn check<C: ProviderConfig>(
         config: &serde_json::Value,
-        policy: AddressPolicy,
+        policy: Option<AddressPolicy>,
     ) -> Result<(), String> {
         let c: C = serde_json::from_value(config.clone()).map_err(|e| e.to_string())?;
         c.validate()?;
-        for url in c.endpoints() {
-            validate_target_url(&url, policy).map_err(|e| e.to_string())?;
+        if let Some(policy) = policy {
+            for url in c.endpoints() {
+                validate_target_url(&url, policy).map_err(|e| e.to_string())?;
+            }
         }
         Ok(())
     }
@@ -142,7 +164,7 @@ impl Sealed {
             Ok(())
         } else {
             Err(format!(
-                "{field} must be sealed (base64 of the secret encrypted under the key-encryption key), not the secret itself"
+                "{field} must be sealed: give it as {{\"$secret\": \"…\"}} (deprov seals it under the key-encryption key), not as plain text"
             ))
         }
     }
@@ -152,7 +174,7 @@ impl Sealed {
 /// secrets, and the token cache.
 pub(crate) struct Shared {
     client: OutboundClient,
-    kek: Arc<KeyEncryptionKey>,
+    kek: KeyEncryptionKey,
     tokens: TokenCache,
 }
 
@@ -165,6 +187,36 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+impl Shared {
+    /// Sends through the guarded client and returns the answer's body (up to
+    /// [`BODY_LIMIT`]) beside the exchange, whose excerpt is cut back to [`EXCERPT_BYTES`]
+    /// for the trail.
+    async fn send_whole(
+        &self,
+        url: &str,
+        build: impl FnOnce(&reqwest::Client, url::Url) -> reqwest::RequestBuilder,
+    ) -> Result<(Exchange, Zeroizing<Vec<u8>>), crate::outbound::TargetUrlError> {
+        let mut exchange = self.client.send_reading(url, BODY_LIMIT, build).await?;
+        let body = Zeroizing::new(
+            exchange
+                .body_excerpt
+                .as_deref()
+                .map(|b| b.as_bytes().to_vec())
+                .unwrap_or_default(),
+        );
+        if let Some(excerpt) = exchange.body_excerpt.as_mut()
+            && excerpt.len() > EXCERPT_BYTES
+        {
+            let mut cut = EXCERPT_BYTES;
+            while !excerpt.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            excerpt.truncate(cut);
+        }
+        Ok((exchange, body))
+    }
+}
+
 /// The four provider channels, sharing one token cache.
 #[derive(Debug, Clone)]
 pub struct ProviderAdmin {
@@ -172,7 +224,8 @@ pub struct ProviderAdmin {
 }
 
 impl ProviderAdmin {
-    pub fn new(client: OutboundClient, kek: Arc<KeyEncryptionKey>) -> Self {
+    /// `kek` opens the sealed secrets of the targets' configs (`KeyRing::kek`).
+    pub fn new(kek: KeyEncryptionKey, client: OutboundClient) -> Self {
         Self {
             shared: Arc::new(Shared {
                 client,
@@ -350,7 +403,7 @@ pub(crate) struct Reply {
     pub provider: &'static str,
     pub step: &'static str,
     pub exchange: Exchange,
-    pub body: Vec<u8>,
+    pub body: Zeroizing<Vec<u8>>,
 }
 
 impl Reply {
@@ -446,8 +499,7 @@ impl Conversation<'_> {
             header.set_sensitive(true);
             let (exchange, body) = self
                 .shared
-                .client
-                .send_reading(&call.url, BODY_LIMIT, |client, url| {
+                .send_whole(&call.url, |client, url| {
                     let mut request = client
                         .request(call.method.clone(), url)
                         .header(AUTHORIZATION, header)
@@ -548,8 +600,7 @@ async fn fetch_token(
         None => None,
     };
     let (exchange, body) = shared
-        .client
-        .send_reading(&request.url, BODY_LIMIT, |client, url| {
+        .send_whole(&request.url, |client, url| {
             let mut req = client
                 .post(url)
                 .header(CONTENT_TYPE, "application/x-www-form-urlencoded")

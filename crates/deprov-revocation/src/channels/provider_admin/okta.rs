@@ -30,11 +30,11 @@
 //! Config (`kind = "okta"`):
 //! ```json
 //! {"org_url": "https://acme.okta.com", "auth_method": "private_key_jwt",
-//!  "client_id": "0oa…", "private_key_sealed": "<sealed private_key PEM>", "key_id": null,
+//!  "client_id": "0oa…", "private_key": "<sealed PEM>", "key_id": null,
 //!  "scopes": ["okta.users.manage"],
 //!  "find_user_by": "id", "scim_attribute": "externalId", "on_missing_user": "skip"}
 //! ```
-//! or `"auth_method": "api_token", "api_token_sealed": "<sealed api_token>"`.
+//! or `"auth_method": "api_token", "api_token": "<sealed>"`.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -93,7 +93,7 @@ pub struct OktaConfig {
     pub client_id: Option<String>,
     /// The service app's private key in PEM (RSA or P-256), sealed for field `private_key`.
     #[serde(default)]
-    pub private_key_sealed: Option<Sealed>,
+    pub private_key: Option<Sealed>,
     /// The `kid` of that key as registered with the app, when it has several.
     #[serde(default)]
     pub key_id: Option<String>,
@@ -101,7 +101,7 @@ pub struct OktaConfig {
     pub scopes: Vec<String>,
     /// An API token, sealed for field `api_token` (`api_token` method).
     #[serde(default)]
-    pub api_token_sealed: Option<Sealed>,
+    pub api_token: Option<Sealed>,
     #[serde(default)]
     pub find_user_by: OktaLookup,
     /// The SCIM attribute holding the id or login (default `externalId`).
@@ -132,10 +132,10 @@ impl ProviderConfig for OktaConfig {
         match self.auth_method {
             OktaAuth::PrivateKeyJwt => {
                 check_nonempty("client_id", self.client_id.as_deref().unwrap_or_default())?;
-                self.private_key_sealed
+                self.private_key
                     .as_ref()
-                    .ok_or("private_key_sealed is required with auth_method \"private_key_jwt\"")?
-                    .check("private_key_sealed")?;
+                    .ok_or("private_key is required with auth_method \"private_key_jwt\"")?
+                    .check("private_key")?;
                 if self.scopes.is_empty()
                     || self
                         .scopes
@@ -144,19 +144,17 @@ impl ProviderConfig for OktaConfig {
                 {
                     return Err("scopes must list Okta scopes such as okta.users.manage".to_owned());
                 }
-                if self.api_token_sealed.is_some() {
-                    return Err(
-                        "api_token_sealed is used only with auth_method \"api_token\"".to_owned(),
-                    );
+                if self.api_token.is_some() {
+                    return Err("api_token is used only with auth_method \"api_token\"".to_owned());
                 }
             }
             OktaAuth::ApiToken => {
-                self.api_token_sealed
+                self.api_token
                     .as_ref()
-                    .ok_or("api_token_sealed is required with auth_method \"api_token\"")?
-                    .check("api_token_sealed")?;
-                if self.private_key_sealed.is_some() || self.client_id.is_some() {
-                    return Err("client_id and private_key_sealed are used only with auth_method \"private_key_jwt\"".to_owned());
+                    .ok_or("api_token is required with auth_method \"api_token\"")?
+                    .check("api_token")?;
+                if self.private_key.is_some() || self.client_id.is_some() {
+                    return Err("client_id and private_key are used only with auth_method \"private_key_jwt\"".to_owned());
                 }
             }
         }
@@ -230,9 +228,10 @@ impl Okta {
         let config = &loaded.config;
         match config.auth_method {
             OktaAuth::ApiToken => {
-                let sealed = config.api_token_sealed.as_ref().ok_or_else(|| {
-                    Performed::Refused("okta: api_token_sealed is missing".to_owned())
-                })?;
+                let sealed = config
+                    .api_token
+                    .as_ref()
+                    .ok_or_else(|| Performed::Refused("okta: api_token is missing".to_owned()))?;
                 let token = loaded.open(&self.0.kek, "api_token", sealed)?;
                 Ok(Auth::Fixed(Zeroizing::new(format!(
                     "SSWS {}",
@@ -240,9 +239,10 @@ impl Okta {
                 ))))
             }
             OktaAuth::PrivateKeyJwt => {
-                let sealed = config.private_key_sealed.as_ref().ok_or_else(|| {
-                    Performed::Refused("okta: private_key_sealed is missing".to_owned())
-                })?;
+                let sealed = config
+                    .private_key
+                    .as_ref()
+                    .ok_or_else(|| Performed::Refused("okta: private_key is missing".to_owned()))?;
                 let pem = loaded.open(&self.0.kek, "private_key", sealed)?;
                 let key = SigningKey::import_pem(&pem, None).map_err(|e| {
                     Performed::Refused(format!("okta: the service app's private key: {e}"))

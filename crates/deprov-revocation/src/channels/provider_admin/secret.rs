@@ -4,8 +4,10 @@
 //! `deprov:target-secret:{tenant_id}:{field}`, so a sealed value copied to another tenant
 //! or another field does not open.
 //!
-//! The shared helper for this convention lands with the target plumbing (branch `op`);
-//! this private copy follows exactly the same convention and is replaced at merge.
+//! `field` is the config member that holds the value (`client_secret`, `private_key`,
+//! `api_token`). The shared helper for this convention lands with the target plumbing
+//! (branch `op`: `keys::sealed::{seal_target_secret, open_target_secret_str}`); this copy
+//! follows exactly the same convention and is replaced by it at merge.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;

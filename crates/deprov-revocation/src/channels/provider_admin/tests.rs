@@ -195,7 +195,7 @@ fn kek() -> Arc<KeyEncryptionKey> {
 
 fn admin(kek: &Arc<KeyEncryptionKey>) -> ProviderAdmin {
     let client = OutboundClient::new(AddressPolicy::AllowInsecure, Duration::from_secs(5)).unwrap();
-    ProviderAdmin::new(client, kek.clone())
+    ProviderAdmin::new(KeyEncryptionKey::clone(kek), client)
 }
 
 fn channel(admin: &ProviderAdmin, kind: &str) -> Arc<dyn Channel> {
@@ -305,7 +305,7 @@ fn keycloak_config(kek: &KeyEncryptionKey, base: &str, extra: Value) -> Value {
         "base_url": base,
         "realm": "acme",
         "client_id": "deprov",
-        "client_secret_sealed": sealed(kek, "client_secret", "kc-s3cret"),
+        "client_secret": sealed(kek, "client_secret", "kc-s3cret"),
     });
     if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
         c.extend(e.clone());
@@ -546,7 +546,7 @@ async fn keycloak_invalid_client_at_the_token_endpoint_is_permanent_and_says_so(
     let kc = Provider::start(keycloak_script);
     let admin = admin(&kek);
     let mut config = keycloak_config(&kek, &kc.base, json!({}));
-    config["client_secret_sealed"] = json!(sealed(&kek, "client_secret", "wrong"));
+    config["client_secret"] = json!(sealed(&kek, "client_secret", "wrong"));
     let done = channel(&admin, KEYCLOAK)
         .perform(&claimed(
             KEYCLOAK,
@@ -691,7 +691,7 @@ async fn okta_private_key_jwt_token_then_revokes_sessions_and_oauth_tokens() {
     let config = json!({
         "org_url": okta.base,
         "client_id": "0oa1svc",
-        "private_key_sealed": sealed(&kek, "private_key", &key.private_pkcs8_pem()),
+        "private_key": sealed(&kek, "private_key", &key.private_pkcs8_pem()),
         "key_id": "svc-key-1",
     });
     let done = channel(&admin, OKTA)
@@ -769,7 +769,9 @@ async fn okta_api_token_finds_the_user_by_login_then_revokes() {
                     "id": "00ub0oNGTSWTBKOLGLNR",
                     "status": "ACTIVE",
                     "created": "2013-06-24T16:39:18.000Z",
-                    "profile": {"login": "ada@example.com", "email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace"},
+                    // A real profile with custom attributes runs past the 2 KiB excerpt.
+                    "profile": {"login": "ada@example.com", "email": "ada@example.com", "firstName": "Ada", "lastName": "Lovelace",
+                                "costCenter": "x".repeat(6000)},
                     "credentials": {"provider": {"type": "OKTA", "name": "OKTA"}},
                     "_links": {"self": {"href": "https://acme.okta.com/api/v1/users/00ub0oNGTSWTBKOLGLNR"}}
                 }),
@@ -785,7 +787,7 @@ async fn okta_api_token_finds_the_user_by_login_then_revokes() {
     let config = json!({
         "org_url": okta.base,
         "auth_method": "api_token",
-        "api_token_sealed": sealed(&kek, "api_token", "00aBcD-api-token"),
+        "api_token": sealed(&kek, "api_token", "00aBcD-api-token"),
         "find_user_by": "login",
         "scim_attribute": "userName",
     });
@@ -834,7 +836,7 @@ async fn okta_429_is_retried_after_retry_after_and_other_4xx_are_permanent() {
     let config = json!({
         "org_url": okta.base,
         "auth_method": "api_token",
-        "api_token_sealed": sealed(&kek, "api_token", "tok"),
+        "api_token": sealed(&kek, "api_token", "tok"),
         "on_missing_user": "fail",
     });
     let okta_channel = channel(&admin, OKTA);
@@ -885,7 +887,7 @@ fn entra_config(kek: &KeyEncryptionKey, base: &str) -> Value {
     json!({
         "tenant": "contoso.onmicrosoft.com",
         "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
-        "client_secret_sealed": sealed(kek, "client_secret", "entra~s3cret"),
+        "client_secret": sealed(kek, "client_secret", "entra~s3cret"),
         "login_url": base,
         "graph_url": format!("{base}/v1.0"),
     })
@@ -1140,7 +1142,7 @@ fn auth0_config(kek: &KeyEncryptionKey, base: &str, extra: Value) -> Value {
         "domain": "acme.eu.auth0.com",
         "base_url": base,
         "client_id": "m2m-client",
-        "client_secret_sealed": sealed(kek, "client_secret", "auth0-s3cret"),
+        "client_secret": sealed(kek, "client_secret", "auth0-s3cret"),
     });
     if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
         c.extend(e.clone());
@@ -1346,15 +1348,15 @@ fn configs_are_validated_with_messages_that_say_what_to_fix() {
     let dev = AddressPolicy::AllowInsecure;
     let strict = AddressPolicy::Strict;
     let err = |kind: &str, config: Value, policy| {
-        validate_config(kind, &config, policy)
+        validate_config_for(kind, &config, policy)
             .err()
             .unwrap_or_default()
     };
 
-    let kc = json!({"base_url": "https://sso.example.com", "realm": "acme", "client_id": "deprov", "client_secret_sealed": secret});
-    assert_eq!(validate_config(KEYCLOAK, &kc, strict), Ok(()));
+    let kc = json!({"base_url": "https://sso.example.com", "realm": "acme", "client_id": "deprov", "client_secret": secret});
+    assert_eq!(validate_config_for(KEYCLOAK, &kc, strict), Ok(()));
     let mut plain = kc.clone();
-    plain["client_secret_sealed"] = json!("not-sealed-secret");
+    plain["client_secret"] = json!("not-sealed-secret");
     assert!(err(KEYCLOAK, plain, strict).contains("must be sealed"));
     let mut attr = kc.clone();
     attr["find_user_by"] = json!("attribute");
@@ -1365,17 +1367,20 @@ fn configs_are_validated_with_messages_that_say_what_to_fix() {
     let mut http = kc.clone();
     http["base_url"] = json!("http://127.0.0.1:8080");
     assert!(err(KEYCLOAK, http.clone(), strict).contains("must use https"));
-    assert_eq!(validate_config(KEYCLOAK, &http, dev), Ok(()));
+    assert_eq!(validate_config_for(KEYCLOAK, &http, dev), Ok(()));
+    // The shape-only hook leaves the policy to the caller.
+    assert_eq!(validate_config(KEYCLOAK, &http), Ok(()));
 
-    let okta = json!({"org_url": "https://acme.okta.com", "client_id": "0oa1", "private_key_sealed": secret});
-    assert_eq!(validate_config(OKTA, &okta, strict), Ok(()));
+    let okta =
+        json!({"org_url": "https://acme.okta.com", "client_id": "0oa1", "private_key": secret});
+    assert_eq!(validate_config_for(OKTA, &okta, strict), Ok(()));
     assert!(
         err(
             OKTA,
             json!({"org_url": "https://acme.okta.com", "client_id": "0oa1"}),
             strict
         )
-        .contains("private_key_sealed is required")
+        .contains("private_key is required")
     );
     assert!(
         err(
@@ -1383,18 +1388,18 @@ fn configs_are_validated_with_messages_that_say_what_to_fix() {
             json!({"org_url": "https://acme.okta.com", "auth_method": "api_token"}),
             strict
         )
-        .contains("api_token_sealed is required")
+        .contains("api_token is required")
     );
 
-    let entra = json!({"tenant": "contoso.onmicrosoft.com", "client_id": "c", "client_secret_sealed": secret});
-    assert_eq!(validate_config(ENTRA, &entra, strict), Ok(()));
+    let entra =
+        json!({"tenant": "contoso.onmicrosoft.com", "client_id": "c", "client_secret": secret});
+    assert_eq!(validate_config_for(ENTRA, &entra, strict), Ok(()));
     let mut metadata = entra.clone();
     metadata["graph_url"] = json!("http://169.254.169.254/v1.0");
     assert!(err(ENTRA, metadata, dev).contains("never calls"));
 
-    let auth0 =
-        json!({"domain": "acme.eu.auth0.com", "client_id": "c", "client_secret_sealed": secret});
-    assert_eq!(validate_config(AUTH0, &auth0, strict), Ok(()));
+    let auth0 = json!({"domain": "acme.eu.auth0.com", "client_id": "c", "client_secret": secret});
+    assert_eq!(validate_config_for(AUTH0, &auth0, strict), Ok(()));
     let mut scheme = auth0.clone();
     scheme["domain"] = json!("https://acme.eu.auth0.com");
     assert!(err(AUTH0, scheme, strict).contains("must be a host name"));
@@ -1410,12 +1415,12 @@ fn debug_output_never_shows_a_secret() {
     let kek = KeyEncryptionKey::generate().unwrap();
     let config: keycloak::KeycloakConfig = serde_json::from_value(json!({
         "base_url": "https://sso.example.com", "realm": "acme", "client_id": "deprov",
-        "client_secret_sealed": sealed(&kek, "client_secret", "s")
+        "client_secret": sealed(&kek, "client_secret", "s")
     }))
     .unwrap();
     let shown = format!("{config:?}");
     assert!(shown.contains("Sealed(…)"), "{shown}");
-    assert!(!shown.contains(&config.client_secret_sealed.0), "{shown}");
+    assert!(!shown.contains(&config.client_secret.0), "{shown}");
 }
 
 #[tokio::test]
