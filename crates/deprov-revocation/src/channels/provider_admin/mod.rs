@@ -312,8 +312,8 @@ pub(crate) fn check_attribute(attribute: &str) -> Result<(), String> {
         .map_err(|e| format!("scim_attribute: {e}"))
 }
 
-/// Checks a base URL setting (shape only; the policy is checked by [`validate_config`]
-/// and again before every call).
+/// Checks a base URL setting (shape only; the policy is checked by
+/// [`validate_config_for`] and again before every call).
 pub(crate) fn check_base_url(field: &str, value: &str) -> Result<(), String> {
     let url = url::Url::parse(value)
         .map_err(|e| format!("{field} {value:?} is not an absolute URL: {e}"))?;
@@ -398,12 +398,22 @@ pub(crate) struct Call {
 }
 
 /// A provider's answer to one call, with its body.
-#[derive(Debug)]
 pub(crate) struct Reply {
     pub provider: &'static str,
     pub step: &'static str,
     pub exchange: Exchange,
     pub body: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("provider", &self.provider)
+            .field("step", &self.step)
+            .field("exchange", &self.exchange)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 impl Reply {

@@ -244,16 +244,16 @@ impl Okta {
                     .as_ref()
                     .ok_or_else(|| Performed::Refused("okta: private_key is missing".to_owned()))?;
                 let pem = loaded.open(&self.0.kek, "private_key", sealed)?;
-                let key = SigningKey::import_pem(&pem, None).map_err(|e| {
-                    Performed::Refused(format!("okta: the service app's private key: {e}"))
-                })?;
                 let client_id = config.client_id.clone().unwrap_or_default();
                 let key_id = config.key_id.clone();
                 let token_url = config.token_url();
                 let scope = config.scopes.join(" ");
                 Ok(Auth::ClientCredentials {
                     key: loaded.cache_key(),
+                    // The key is parsed only when a token is fetched, not per delivery.
                     request: Box::new(move || {
+                        let key = SigningKey::import_pem(&pem, None)
+                            .map_err(|e| format!("the service app's private key: {e}"))?;
                         let assertion =
                             client_assertion(&key, key_id.as_deref(), &client_id, &token_url)?;
                         Ok(TokenRequest {

@@ -756,6 +756,27 @@ async fn okta_private_key_jwt_token_then_revokes_sessions_and_oauth_tokens() {
 }
 
 #[tokio::test]
+async fn okta_an_unusable_private_key_is_a_dead_letter_that_says_so() {
+    let kek = kek();
+    let okta = Provider::start(|_: &Seen, _| empty(500));
+    let admin = admin(&kek);
+    let config = json!({
+        "org_url": okta.base,
+        "client_id": "0oa1svc",
+        "private_key": sealed(&kek, "private_key", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"),
+    });
+    let done = channel(&admin, OKTA)
+        .perform(&claimed(OKTA, config, user("u-1", "00u1", "a")))
+        .await;
+    assert!(
+        matches!(&done, Performed::Refused(n) if n.starts_with("okta: get an access token: the service app's private key")),
+        "{done:?}"
+    );
+    assert!(okta.seen().is_empty());
+    okta.stop().await;
+}
+
+#[tokio::test]
 async fn okta_api_token_finds_the_user_by_login_then_revokes() {
     let kek = kek();
     let okta = Provider::start(|seen: &Seen, _| {
