@@ -1464,3 +1464,145 @@ async fn a_target_changed_after_the_token_was_cached_gets_a_new_token() {
     assert_eq!(graph.count("POST", ENTRA_TOKEN), 2);
     graph.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Through the real worker and store, on SQLite and PostgreSQL.
+
+mod through_the_worker {
+    use deprov_core::TenantName;
+    use deprov_core::scim::EventKind;
+    use deprov_store::outbox::{self, EnqueueEvent};
+    use deprov_store::{Store, db_test, now_millis};
+    use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+
+    use super::*;
+    use crate::worker::{Worker, WorkerConfig};
+
+    /// Writes a deactivation event and its deliveries in one transaction, as a SCIM
+    /// change does.
+    async fn deactivation(
+        store: &Store,
+        tenant_id: &str,
+        snapshot: Value,
+    ) -> anyhow::Result<String> {
+        let txn = store.writer().begin().await?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let user_id = snapshot["id"].as_str().unwrap_or("u").to_owned();
+        event::ActiveModel {
+            id: Set(id.clone()),
+            tenant_id: Set(tenant_id.to_owned()),
+            kind: Set(EventKind::Deactivated.as_str().to_owned()),
+            user_id: Set(user_id.clone()),
+            user_snapshot: Set(snapshot),
+            group_id: Set(None),
+            group_display_name: Set(None),
+            request_id: Set("req-1".into()),
+            scim_method: Set("PATCH".into()),
+            scim_path: Set(format!("/scim/v2/acme/Users/{user_id}")),
+            occurred_at: Set(now_millis()),
+        }
+        .insert(&txn)
+        .await?;
+        outbox::enqueue(
+            &txn,
+            tenant_id,
+            &[EnqueueEvent {
+                event_id: &id,
+                kind: EventKind::Deactivated,
+                user_id: &user_id,
+                group: None,
+            }],
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(id)
+    }
+
+    db_test!(
+        entra_deliveries_are_settled_by_the_worker_as_the_provider_answered,
+        |store: Store, _url| async move {
+            let kek = kek();
+            let graph = Provider::start(entra_script(3599, Duration::ZERO));
+            let tenant_id = store
+                .create_tenant(&TenantName::parse("acme")?, "test")
+                .await?
+                .tenant
+                .id;
+            let now = now_millis();
+            target::ActiveModel {
+                id: Set(uuid::Uuid::now_v7().to_string()),
+                tenant_id: Set(tenant_id.clone()),
+                kind: Set(ENTRA.to_owned()),
+                client_id: Set("6731de76-14a6-49ae-97bc-6eba6914391e".to_owned()),
+                config: Set(json!({
+                    "tenant": "contoso.onmicrosoft.com",
+                    "client_id": "6731de76-14a6-49ae-97bc-6eba6914391e",
+                    "client_secret": seal_secret(&kek, &tenant_id, "client_secret", "entra~s3cret")?,
+                    "login_url": graph.base,
+                    "graph_url": format!("{}/v1.0", graph.base),
+                })),
+                enabled: Set(true),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(store.writer())
+            .await?;
+            let ok = deactivation(&store, &tenant_id, user("u-1", "x", "ada@contoso.com")).await?;
+            let busy =
+                deactivation(&store, &tenant_id, user("u-2", "x", "busy@contoso.com")).await?;
+            let gone =
+                deactivation(&store, &tenant_id, user("u-3", "x", "gone@contoso.com")).await?;
+
+            let admin = admin(&kek);
+            let worker = Worker::new(
+                store.clone(),
+                WorkerConfig {
+                    owner: "w1".into(),
+                    ..WorkerConfig::default()
+                },
+            )
+            .with_channel(ENTRA, channel(&admin, ENTRA));
+            assert_eq!(worker.run_once().await?, 3);
+
+            let trail = |id: String| {
+                let store = store.clone();
+                async move {
+                    let t = store
+                        .event_trail(&id)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+                    anyhow::Ok(
+                        t.deliveries
+                            .into_iter()
+                            .next()
+                            .ok_or_else(|| anyhow::anyhow!("no delivery"))?,
+                    )
+                }
+            };
+            let ok = trail(ok).await?;
+            assert_eq!(ok.delivery.status, "delivered");
+            assert_eq!(ok.attempts.len(), 1);
+            assert_eq!(ok.attempts[0].http_status, Some(200));
+
+            let busy = trail(busy).await?;
+            assert_eq!(busy.delivery.status, "retrying");
+            assert_eq!(busy.attempts[0].http_status, Some(429));
+            let last_error = busy.delivery.last_error.clone().unwrap_or_default();
+            assert!(
+                last_error.starts_with("HTTP 429: [entra: revoke sign-in sessions]"),
+                "{last_error}"
+            );
+            // Retry-After: 7 is honoured.
+            assert!(busy.delivery.next_attempt_at - now_millis() > 6_000);
+
+            let gone = trail(gone).await?;
+            assert_eq!(gone.delivery.status, "cancelled");
+            let note = gone.attempts[0].error.clone().unwrap_or_default();
+            assert!(note.contains("entra has no user"), "{note}");
+
+            assert_eq!(graph.count("POST", ENTRA_TOKEN), 1);
+            graph.stop().await;
+            Ok(())
+        }
+    );
+}
