@@ -10,6 +10,7 @@ use deprov_revocation::channels::backchannel_logout::BackchannelLogout;
 use deprov_revocation::channels::global_token_revocation::GlobalTokenRevocation;
 use deprov_revocation::channels::oauth_revocation::OAuthRevocation;
 use deprov_revocation::channels::op_metadata::MetadataCache;
+use deprov_revocation::channels::provider_admin::ProviderAdmin;
 use deprov_revocation::keys::{KeyEncryptionKey, KeyRing, key_file_path};
 use deprov_revocation::outbound::http::OutboundClient;
 use deprov_revocation::worker::{RetryPolicy, Worker, WorkerConfig};
@@ -53,8 +54,8 @@ pub async fn ensure_keys_in_use(store: &Store, keys: &KeyRing) -> anyhow::Result
 }
 
 /// The worker that performs deliveries, with every channel registered: one per
-/// `targets.kind` (the provider admin kinds of `deprov_store::op_targets::PROVIDER_ADMIN_KINDS`
-/// register theirs here too; a kind without a channel dead-letters its deliveries loudly).
+/// `targets.kind`, the provider admin kinds (`deprov_store::op_targets::PROVIDER_ADMIN_KINDS`)
+/// included; a kind without a channel dead-letters its deliveries loudly.
 pub fn worker(config: &Config, store: &Store, keys: Arc<KeyRing>) -> anyhow::Result<Worker> {
     let d = &config.delivery;
     let timeout = Duration::from_secs(d.timeout_secs);
@@ -73,7 +74,7 @@ pub fn worker(config: &Config, store: &Store, keys: Arc<KeyRing>) -> anyhow::Res
     let kek = keys.kek().clone();
     // OP metadata (the revocation endpoint) is cached for an hour; failures are not cached.
     let metadata = Arc::new(MetadataCache::new(client.clone(), METADATA_TTL));
-    Ok(Worker::new(store.clone(), worker_config)
+    let mut worker = Worker::new(store.clone(), worker_config)
         .with_channel(
             KIND_BACKCHANNEL_LOGOUT,
             Arc::new(BackchannelLogout::new(
@@ -93,8 +94,12 @@ pub fn worker(config: &Config, store: &Store, keys: Arc<KeyRing>) -> anyhow::Res
         )
         .with_channel(
             KIND_GLOBAL_TOKEN_REVOCATION,
-            Arc::new(GlobalTokenRevocation::new(kek, client)),
-        ))
+            Arc::new(GlobalTokenRevocation::new(kek.clone(), client.clone())),
+        );
+    for (kind, channel) in ProviderAdmin::new(kek, client).channels() {
+        worker = worker.with_channel(kind, channel);
+    }
+    Ok(worker)
 }
 
 /// How long an OP's metadata document is trusted before it is fetched again.

@@ -550,20 +550,15 @@ fn prepare_generic(kind: &str, config: Value, ctx: OpContext<'_>) -> Result<Valu
     Ok(out)
 }
 
-/// The validation hook of the provider admin kinds: the adapters' channels check their
-/// (sealed) config and its URLs against the outbound policy here
-/// (`channels::provider_admin::validate_config_for`, same signature). Until they are
-/// registered, any JSON object is accepted.
+/// The validation hook of the provider admin kinds: the adapters check their (sealed)
+/// config and every URL they will call against the outbound policy
+/// (`channels::provider_admin::validate_config_for`).
 pub fn provider_admin_check(
-    _kind: &str,
+    kind: &str,
     config: &Value,
-    _policy: AddressPolicy,
+    policy: AddressPolicy,
 ) -> Result<(), String> {
-    if config.is_object() {
-        Ok(())
-    } else {
-        Err("must be a JSON object".to_owned())
-    }
+    deprov_revocation::channels::provider_admin::validate_config_for(kind, config, policy)
 }
 
 #[cfg(test)]

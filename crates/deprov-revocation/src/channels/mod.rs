@@ -5,3 +5,4 @@ pub mod client_auth;
 pub mod global_token_revocation;
 pub mod oauth_revocation;
 pub mod op_metadata;
+pub mod provider_admin;
