@@ -788,3 +788,57 @@ db_test!(
         app.stop().await
     }
 );
+
+db_test!(
+    op_targets_are_listed_and_can_be_disabled_without_showing_secrets,
+    |store: Store, _url| async move {
+        let app = start(store.clone(), |_| {}).await?;
+        let (_, browser) = Browser::sign_in(&app, ADMIN).await?;
+        let browser = browser.ok_or_else(|| anyhow::anyhow!("no cookie"))?;
+        let op = store
+            .add_target(
+                "acme",
+                deprov_store::op_targets::NewTarget {
+                    kind: "global_token_revocation".into(),
+                    client_id: "okta-universal-logout".into(),
+                    config: serde_json::json!({ "bearer_token": "c2VhbGVkLXNlY3JldC12YWx1ZQ==" }),
+                    groups: vec!["Engineering".into()],
+                    enabled: true,
+                },
+                serde_json::json!({}),
+                "test",
+            )
+            .await?;
+        let page = browser.get("/console/targets").await?;
+        assert_eq!(page.status, 200);
+        assert!(
+            page.text.contains("okta-universal-logout")
+                && page.text.contains("global_token_revocation")
+                && page.text.contains("members of Engineering"),
+            "{}",
+            page.text
+        );
+        assert!(
+            !page.text.contains("c2VhbGVkLXNlY3JldC12YWx1ZQ"),
+            "a sealed secret is shown"
+        );
+        let action = format!("/console/ops/acme/{}/disable", op.id);
+        // Without the CSRF token: refused, nothing changed.
+        assert_eq!(browser.post(&action, &[], None).await?.status, 403);
+        let kinds = deprov_store::op_targets::op_kinds();
+        assert!(store.find_target("acme", &kinds, &op.id).await?.enabled);
+        let csrf = browser.csrf().await?;
+        let done = browser
+            .post(&action, &[("csrf", csrf.as_str())], None)
+            .await?;
+        assert_eq!(done.status, 303, "{}", done.text);
+        assert!(!store.find_target("acme", &kinds, &op.id).await?.enabled);
+        assert!(
+            audit_actions(&store)
+                .await?
+                .iter()
+                .any(|(actor, _)| actor.starts_with("admin:"))
+        );
+        app.stop().await
+    }
+);

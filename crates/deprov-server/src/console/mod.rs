@@ -171,6 +171,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/targets/{tenant}/{rp}/test",
                 web::post().to(p::test_logout),
             )
+            .route(
+                "/ops/{tenant}/{op}/{action}",
+                web::post().to(p::set_op_enabled),
+            )
             .route("/tenants", web::get().to(p::tenants))
             .route("/tenants", web::post().to(p::create_tenant))
             .route("/tenants/{tenant}", web::get().to(p::tenant))

@@ -89,6 +89,19 @@ async fn all_targets(store: &Store) -> Result<Vec<RelyingParty>, ConsoleError> {
     Ok(out)
 }
 
+/// Every tenant's targets at OpenID Providers (RFC 7009 clients, Global Token Revocation,
+/// provider admin APIs).
+async fn all_op_targets(
+    store: &Store,
+) -> Result<Vec<deprov_store::op_targets::Target>, ConsoleError> {
+    let kinds = deprov_store::op_targets::op_kinds();
+    let mut out = Vec::new();
+    for t in store.list_tenants().await? {
+        out.extend(store.list_targets(&t.name, &kinds).await?);
+    }
+    Ok(out)
+}
+
 fn percent(rate: Option<f64>) -> String {
     rate.map(|r| format!("{:.0} %", r * 100.0))
         .unwrap_or_else(|| "—".to_owned())
@@ -462,6 +475,7 @@ pub async fn targets(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ConsoleError> {
     let targets = all_targets(&store).await?;
+    let ops = all_op_targets(&store).await?;
     let tenants = store.list_tenants().await?;
     let body = html! {
         h1 { "Targets" }
@@ -480,6 +494,32 @@ pub async fn targets(
                             td.mono { (rp.config.subject) }
                             td { (rp.config.alg) }
                             td { (badge(if rp.enabled { "enabled" } else { "disabled" })) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "OpenID Provider targets" }
+        p.muted { "Token revocation (RFC 7009), Global Token Revocation and provider admin APIs; registered with " code { "deprov op add" } " or the admin API. Their secrets are never shown." }
+        @if ops.is_empty() {
+            p.muted { "No OpenID Provider target yet." }
+        } @else {
+            table #op-targets {
+                thead { tr { th { "Tenant" } th { "Kind" } th { "Client" } th { "Reaches" } th { "State" } th {} } }
+                tbody {
+                    @for op in &ops {
+                        tr {
+                            td { (op.tenant) }
+                            td.mono { (op.kind) }
+                            td { (op.client_id) }
+                            td { @if op.groups.is_empty() { "all users" } @else { "members of " (op.groups.join(", ")) } }
+                            td { (badge(if op.enabled { "enabled" } else { "disabled" })) }
+                            td {
+                                form.inline method="post" action={ "/console/ops/" (seg(&op.tenant)) "/" (seg(&op.id)) "/" (if op.enabled { "disable" } else { "enable" }) } {
+                                    (csrf_field(&session))
+                                    button type="submit" { (if op.enabled { "Disable" } else { "Enable" }) }
+                                }
+                            }
                         }
                     }
                 }
@@ -1056,4 +1096,29 @@ pub async fn audit(
         (pager("/console/audit", offset, rows.len(), total))
     };
     Ok(ok(page(&session, "/console/audit", "Audit", body)))
+}
+
+/// `POST /console/ops/{tenant}/{op}/enable|disable`: as `PATCH /admin/v1/tenants/{t}/ops/{op}`
+/// (grants are kept; deliveries to a disabled target are cancelled when due).
+pub async fn set_op_enabled(
+    store: web::Data<Store>,
+    path: web::Path<(String, String, String)>,
+    CsrfForm { session, .. }: CsrfForm<NoFields>,
+) -> Result<HttpResponse, ConsoleError> {
+    let (tenant, op, action) = path.into_inner();
+    let enabled = match action.as_str() {
+        "enable" => true,
+        "disable" => false,
+        _ => return Err(ConsoleError::NotFound(format!("no action {action:?}"))),
+    };
+    store
+        .set_target_enabled(
+            &tenant,
+            &deprov_store::op_targets::op_kinds(),
+            &op,
+            enabled,
+            &session.actor,
+        )
+        .await?;
+    Ok(see_other("/console/targets"))
 }
