@@ -302,3 +302,39 @@ async fn sqlite_is_opened_for_durability() -> anyhow::Result<()> {
     store.close().await?;
     Ok(())
 }
+
+db_test!(
+    a_client_assertion_is_accepted_once_across_replicas,
+    |store: Store, url: String| async move {
+        // A second process on the same database (another replica).
+        let other = Store::open(&deprov_store::DatabaseLocation::parse(&url)?).await?;
+        let later = deprov_store::now_millis() + 300_000;
+        assert!(
+            store
+                .first_use_of_assertion("target-1\njti-1", later)
+                .await?
+        );
+        assert!(
+            !other
+                .first_use_of_assertion("target-1\njti-1", later)
+                .await?
+        );
+        assert!(
+            !store
+                .first_use_of_assertion("target-1\njti-1", later)
+                .await?
+        );
+        // Another client's jti of the same value is its own.
+        assert!(
+            other
+                .first_use_of_assertion("target-2\njti-1", later)
+                .await?
+        );
+        // Once expired, the record is purged (and a jti could not be replayed anyway: the
+        // assertion carrying it has expired too).
+        assert!(store.first_use_of_assertion("target-1\njti-old", 1).await?);
+        assert_eq!(store.purge_expired_assertions().await?, 1);
+        other.close().await?;
+        Ok(())
+    }
+);

@@ -87,7 +87,6 @@ impl Running {
         let store_data = web::Data::new(store.clone());
         let config_data = web::Data::from(config.clone());
         let keys_data = web::Data::new(keys);
-        let grants_data = web::Data::new(grants::GrantsState::default());
         let scim = scim_config(&config);
         let console_enabled = config.console.enabled;
         let server = HttpServer::new(move || {
@@ -95,7 +94,6 @@ impl Running {
                 .app_data(store_data.clone())
                 .app_data(config_data.clone())
                 .app_data(keys_data.clone())
-                .app_data(grants_data.clone())
                 .app_data(metrics_data.clone())
                 .wrap(from_fn(metrics::scim_middleware))
                 .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("deprov::http"))

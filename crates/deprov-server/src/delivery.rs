@@ -118,6 +118,9 @@ pub async fn purge_expired_grants(store: Store, cancel: tokio_util::sync::Cancel
                 tracing::warn!(error = %e, "cannot delete expired grants; trying again later")
             }
         }
+        if let Err(e) = store.purge_expired_assertions().await {
+            tracing::warn!(error = %e, "cannot delete expired client assertion records");
+        }
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(GRANT_PURGE_INTERVAL) => {}

@@ -24,7 +24,7 @@
 //! (RFC 7523 §2.2, `private_key_jwt`) signed with the key whose public half was registered
 //! (`api_public_key`): `iss` = `sub` = client_id, `aud` = this endpoint's URL
 //! (`{public_url}/api/v1/{tenant}/grants`), `exp` within 5 minutes, `jti` never seen before
-//! (replays are refused while the assertion is valid; the memory is per process).
+//! (replays are refused while the assertion is valid, by every replica: the `jti`s are kept in the database).
 //! Secrets compare in constant time against a SHA-256. A client of another tenant, an
 //! unknown client and a wrong secret all get the same 401 `invalid_client`.
 //!
@@ -35,7 +35,7 @@
 //! used), the client secret, the assertion.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
@@ -146,31 +146,6 @@ impl ResponseError for GrantError {
             "error": self.error,
             "error_description": self.description,
         }))
-    }
-}
-
-/// `jti`s of client assertions seen, until their `exp` (RFC 7523 §3 item 7).
-#[derive(Debug, Default)]
-pub struct ReplayCache {
-    seen: Mutex<HashMap<String, i64>>,
-}
-
-impl ReplayCache {
-    /// Records `key` until `exp`; `false` when it was already there.
-    fn first_use(&self, key: String, exp: i64, now: i64) -> bool {
-        let Ok(mut seen) = self.seen.lock() else {
-            return false;
-        };
-        if seen.len() > 10_000 {
-            seen.retain(|_, e| *e >= now);
-        }
-        match seen.get(&key) {
-            Some(e) if *e >= now => false,
-            _ => {
-                seen.insert(key, exp);
-                true
-            }
-        }
     }
 }
 
@@ -302,7 +277,6 @@ async fn authenticate(
     req: &HttpRequest,
     params: &Params,
     store: &Store,
-    replay: &ReplayCache,
     tenant: &str,
     audience: &str,
 ) -> Result<Client, GrantError> {
@@ -453,18 +427,19 @@ async fn authenticate(
             .and_then(Value::as_str)
             .filter(|j| !j.is_empty())
             .ok_or_else(|| GrantError::invalid_client(false))?;
-        if !replay.first_use(format!("{}\n{jti}", client.target.id), exp + 30, now) {
+        let first = store
+            .first_use_of_assertion(
+                &format!("{}\n{jti}", client.target.id),
+                exp.saturating_add(30).saturating_mul(1000),
+            )
+            .await
+            .map_err(GrantError::internal)?;
+        if !first {
             return Err(GrantError::invalid_client(false));
         }
         return Ok(client);
     }
     Err(GrantError::invalid_client(true))
-}
-
-/// The shared state of the grants API.
-#[derive(Debug, Default)]
-pub struct GrantsState {
-    replay: ReplayCache,
 }
 
 fn grant_json(info: &GrantInfo) -> Value {
@@ -487,12 +462,11 @@ async fn register(
     store: web::Data<Store>,
     config: web::Data<Config>,
     keys: web::Data<Arc<KeyRing>>,
-    state: web::Data<GrantsState>,
 ) -> Result<HttpResponse, GrantError> {
     let tenant = tenant.into_inner();
     let params = Params::parse(&req, &body)?;
     let audience = grants_endpoint(&config.public_url(), &tenant);
-    let client = authenticate(&req, &params, &store, &state.replay, &tenant, &audience).await?;
+    let client = authenticate(&req, &params, &store, &tenant, &audience).await?;
     let token = params
         .get("token")
         .ok_or_else(|| GrantError::invalid_request("token is required (RFC 7009 §2.1)"))?;
@@ -620,19 +594,10 @@ async fn list(
     query: web::Query<ListQuery>,
     store: web::Data<Store>,
     config: web::Data<Config>,
-    state: web::Data<GrantsState>,
 ) -> Result<HttpResponse, GrantError> {
     let tenant = tenant.into_inner();
     let audience = grants_endpoint(&config.public_url(), &tenant);
-    let client = authenticate(
-        &req,
-        &Params::default(),
-        &store,
-        &state.replay,
-        &tenant,
-        &audience,
-    )
-    .await?;
+    let client = authenticate(&req, &Params::default(), &store, &tenant, &audience).await?;
     let user_ids: Option<Vec<String>> = match &query.sub {
         Some(sub) => {
             let mapping =
@@ -664,19 +629,10 @@ async fn withdraw(
     path: web::Path<(String, String)>,
     store: web::Data<Store>,
     config: web::Data<Config>,
-    state: web::Data<GrantsState>,
 ) -> Result<HttpResponse, GrantError> {
     let (tenant, grant_id) = path.into_inner();
     let audience = grants_endpoint(&config.public_url(), &tenant);
-    let client = authenticate(
-        &req,
-        &Params::default(),
-        &store,
-        &state.replay,
-        &tenant,
-        &audience,
-    )
-    .await?;
+    let client = authenticate(&req, &Params::default(), &store, &tenant, &audience).await?;
     if store.delete_grant(&client.target.id, &grant_id).await? {
         tracing::info!(tenant = %tenant, client_id = %client.target.client_id, grant = %grant_id, "grant withdrawn");
         Ok(HttpResponse::NoContent().finish())
@@ -698,12 +654,11 @@ async fn withdraw_by_token(
     tenant: web::Path<String>,
     store: web::Data<Store>,
     config: web::Data<Config>,
-    state: web::Data<GrantsState>,
 ) -> Result<HttpResponse, GrantError> {
     let tenant = tenant.into_inner();
     let params = Params::parse(&req, &body)?;
     let audience = grants_endpoint(&config.public_url(), &tenant);
-    let client = authenticate(&req, &params, &store, &state.replay, &tenant, &audience).await?;
+    let client = authenticate(&req, &params, &store, &tenant, &audience).await?;
     let token = params
         .get("token")
         .ok_or_else(|| GrantError::invalid_request("token is required"))?;
@@ -718,7 +673,7 @@ async fn withdraw_by_token(
 }
 
 /// Mounts the grants API. Needs `web::Data` of the [`Store`], the [`Config`], the
-/// `Arc<KeyRing>` and a [`GrantsState`].
+/// `Arc<KeyRing>`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1/{tenant}/grants")

@@ -8,7 +8,8 @@
 use deprov_core::SubjectMapping;
 use sea_orm::sea_query::{Expr, ExprTrait as _};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, Set,
 };
 use serde::Serialize;
 
@@ -302,5 +303,43 @@ impl Store {
             .await?;
         self.commit(txn).await?;
         Ok(res.rows_affected)
+    }
+
+    /// Records the use of a client assertion (`key`: the client and its `jti`) until
+    /// `expires_at` (ms). `false` when it was used before and has not expired: a replay
+    /// (RFC 7523 §3, item 7), refused by every replica sharing this database.
+    pub async fn first_use_of_assertion(
+        &self,
+        key: &str,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let hash = deprov_core::TokenHash::of(key).to_hex();
+        let backend = self.backend();
+        let mut sql = crate::scim::sql::Sql::new(backend);
+        let (k, e, now) = (sql.bind(hash), sql.bind(expires_at), sql.bind(now_millis()));
+        // A row of an expired assertion is taken over; a live one is a replay.
+        sql.push(&format!(
+            "INSERT INTO assertion_jtis (key_hash, expires_at) VALUES ({k}, {e}) \
+             ON CONFLICT (key_hash) DO UPDATE SET expires_at = excluded.expires_at \
+             WHERE assertion_jtis.expires_at <= {now}"
+        ));
+        let txn = self.begin_write().await?;
+        let inserted = txn.execute_raw(sql.build()).await?.rows_affected();
+        self.commit(txn).await?;
+        Ok(inserted == 1)
+    }
+
+    /// Deletes the records of expired client assertions.
+    pub async fn purge_expired_assertions(&self) -> Result<u64, StoreError> {
+        let backend = self.backend();
+        let mut sql = crate::scim::sql::Sql::new(backend);
+        let now = sql.bind(now_millis());
+        sql.push(&format!(
+            "DELETE FROM assertion_jtis WHERE expires_at <= {now}"
+        ));
+        let txn = self.begin_write().await?;
+        let n = txn.execute_raw(sql.build()).await?.rows_affected();
+        self.commit(txn).await?;
+        Ok(n)
     }
 }

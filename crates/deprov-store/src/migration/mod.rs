@@ -7,6 +7,7 @@ mod m20261129_000001_initial;
 mod m20261129_000002_one_active_signing_key;
 mod m20261202_000001_console_sessions;
 mod m20261202_000100_op_targets;
+mod m20261202_000200_assertion_jtis;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_one_active_signing_key::Migration),
             Box::new(m20261202_000001_console_sessions::Migration),
             Box::new(m20261202_000100_op_targets::Migration),
+            Box::new(m20261202_000200_assertion_jtis::Migration),
         ]
     }
 }
