@@ -133,11 +133,7 @@ impl OutboundClient {
         match result {
             Ok(mut response) => {
                 exchange.status = Some(response.status().as_u16());
-                exchange.retry_after = response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after);
+                exchange.retry_after = retry_after_of(response.headers());
                 let mut body = Vec::new();
                 loop {
                     match response.chunk().await {
@@ -165,6 +161,30 @@ impl OutboundClient {
         exchange.latency = started.elapsed();
         Ok(exchange)
     }
+}
+
+/// When to try again, from `Retry-After` (RFC 9110 §10.2.3), or else, as Okta and Auth0
+/// signal their rate limits, `X-Rate-Limit-Reset` / `X-RateLimit-Reset` (the Unix time at
+/// which the limit resets: <https://developer.okta.com/docs/reference/rl-best-practices/>,
+/// <https://auth0.com/docs/troubleshoot/customer-support/operational-policies/rate-limit-policy>).
+pub fn retry_after_of(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    text("retry-after").and_then(parse_retry_after).or_else(|| {
+        text("x-rate-limit-reset")
+            .or_else(|| text("x-ratelimit-reset"))
+            .and_then(|v| parse_rate_limit_reset(v, std::time::SystemTime::now()))
+    })
+}
+
+/// A rate-limit reset given as a Unix time in seconds, as a delay from `now`. A value too
+/// small to be a Unix time (before 2001) is read as a delay in seconds, as some servers send.
+pub fn parse_rate_limit_reset(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let secs = value.trim().parse::<u64>().ok()?;
+    if secs < 1_000_000_000 {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// `Retry-After: 120` or `Retry-After: Fri, 31 Dec 1999 23:59:59 GMT`.
@@ -198,6 +218,45 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limit_resets_of_okta_and_auth0() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(
+            parse_rate_limit_reset("1800000042", now),
+            Some(Duration::from_secs(42))
+        );
+        // Already past: try now.
+        assert_eq!(
+            parse_rate_limit_reset("1799999000", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_rate_limit_reset("30", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_rate_limit_reset("soon", now), None);
+
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after_of(&headers), None);
+        headers.insert(
+            "x-rate-limit-reset",
+            reqwest::header::HeaderValue::from_static("7"),
+        );
+        assert_eq!(retry_after_of(&headers), Some(Duration::from_secs(7)));
+        // Retry-After, when present, decides.
+        headers.insert(
+            "retry-after",
+            reqwest::header::HeaderValue::from_static("3"),
+        );
+        assert_eq!(retry_after_of(&headers), Some(Duration::from_secs(3)));
+        let mut auth0 = reqwest::header::HeaderMap::new();
+        auth0.insert(
+            "x-ratelimit-reset",
+            reqwest::header::HeaderValue::from_static("11"),
+        );
+        assert_eq!(retry_after_of(&auth0), Some(Duration::from_secs(11)));
+    }
 
     #[test]
     fn retry_after_in_seconds_or_as_a_date() {
