@@ -9,7 +9,7 @@
 //! Secrets inside it are sealed by the caller (`deprov_revocation::keys::sealed`), so the
 //! store only ever sees ciphertext.
 
-use sea_orm::sea_query::Expr;
+use crate::targets::{bind_groups, write_enabled};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -105,21 +105,7 @@ impl Store {
                 e.into()
             }
         })?;
-        let mut groups: Vec<String> = Vec::new();
-        for g in &new.groups {
-            let folded = g.to_lowercase();
-            if groups.iter().any(|x| x.to_lowercase() == folded) {
-                continue;
-            }
-            target_group::ActiveModel {
-                target_id: Set(id.clone()),
-                group_ref: Set(g.clone()),
-                group_ref_folded: Set(folded),
-            }
-            .insert(&txn)
-            .await?;
-            groups.push(g.clone());
-        }
+        let groups = bind_groups(&txn, &id, &new.groups).await?;
         audit::record(
             &txn,
             AuditRecord {
@@ -235,29 +221,15 @@ impl Store {
         if existing.enabled == enabled {
             return Ok(existing);
         }
-        let now = now_millis();
         let txn = self.begin_write().await?;
-        target::Entity::update_many()
-            .col_expr(target::Column::Enabled, Expr::value(enabled))
-            .col_expr(target::Column::UpdatedAt, Expr::value(now))
-            .filter(target::Column::Id.eq(existing.id.clone()))
-            .exec(&txn)
-            .await?;
-        audit::record(
+        let now = write_enabled(
             &txn,
-            AuditRecord {
-                actor,
-                tenant_id: Some(&existing.tenant_id),
-                action: if enabled {
-                    "target.enable"
-                } else {
-                    "target.disable"
-                },
-                subject_type: &existing.kind,
-                subject_id: Some(&existing.id),
-                request_id: None,
-                detail: json!({ "client_id": existing.client_id }),
-            },
+            actor,
+            &existing.tenant_id,
+            &existing.kind,
+            &existing.id,
+            &existing.client_id,
+            enabled,
         )
         .await?;
         self.commit(txn).await?;

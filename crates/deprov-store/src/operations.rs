@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::audit::{self, AuditRecord};
 use crate::entity::{audit_entry, delivery, event, target};
 use crate::outbox::{CANCELLED, DEAD, DELIVERED, EventSummary, PENDING, RETRYING};
-use crate::targets::{NewRelyingParty, RelyingParty, RelyingPartyConfig};
+use crate::targets::{NewRelyingParty, RelyingParty, RelyingPartyConfig, write_enabled};
 use crate::{Store, StoreError, now_millis};
 
 pub use crate::entity::audit_entry::Model as AuditEntry;
@@ -49,29 +49,15 @@ impl Store {
             return Ok(existing);
         }
         let tenant = self.tenant(tenant_name).await?;
-        let now = now_millis();
         let txn = self.begin_write().await?;
-        target::Entity::update_many()
-            .col_expr(target::Column::Enabled, Expr::value(enabled))
-            .col_expr(target::Column::UpdatedAt, Expr::value(now))
-            .filter(target::Column::Id.eq(existing.id.clone()))
-            .exec(&txn)
-            .await?;
-        audit::record(
+        let now = write_enabled(
             &txn,
-            AuditRecord {
-                actor,
-                tenant_id: Some(&tenant.id),
-                action: if enabled {
-                    "target.enable"
-                } else {
-                    "target.disable"
-                },
-                subject_type: "relying_party",
-                subject_id: Some(&existing.id),
-                request_id: None,
-                detail: json!({ "client_id": existing.client_id }),
-            },
+            actor,
+            &tenant.id,
+            "relying_party",
+            &existing.id,
+            &existing.client_id,
+            enabled,
         )
         .await?;
         self.commit(txn).await?;

@@ -2,6 +2,7 @@
 //! OpenID Connect back-channel logouts; the table is shared with later target kinds.
 
 use deprov_core::{SigningAlgorithm, SubjectMapping};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -9,7 +10,7 @@ use serde_json::json;
 use crate::audit::{self, AuditRecord};
 use crate::entity::{target, target_group};
 use crate::error::is_unique_violation;
-use crate::{Store, StoreError, now_millis};
+use crate::{Store, StoreError, WriteTxn, now_millis};
 
 /// `targets.kind` of a relying party that receives back-channel logouts.
 pub const KIND_BACKCHANNEL_LOGOUT: &str = "backchannel_logout";
@@ -107,21 +108,7 @@ impl Store {
                 e.into()
             }
         })?;
-        let mut groups: Vec<String> = Vec::new();
-        for g in &rp.groups {
-            let folded = g.to_lowercase();
-            if groups.iter().any(|x| x.to_lowercase() == folded) {
-                continue;
-            }
-            target_group::ActiveModel {
-                target_id: Set(id.clone()),
-                group_ref: Set(g.clone()),
-                group_ref_folded: Set(folded),
-            }
-            .insert(&txn)
-            .await?;
-            groups.push(g.clone());
-        }
+        let groups = bind_groups(&txn, &id, &rp.groups).await?;
         audit::record(
             &txn,
             AuditRecord {
@@ -232,4 +219,66 @@ impl Store {
         self.commit(txn).await?;
         Ok(existing)
     }
+}
+
+/// Binds a new target to `groups` (display names or ids), each once whatever its case.
+/// Returns the groups bound, as given.
+pub(crate) async fn bind_groups(
+    txn: &WriteTxn,
+    target_id: &str,
+    groups: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let mut bound: Vec<String> = Vec::new();
+    for g in groups {
+        let folded = g.to_lowercase();
+        if bound.iter().any(|x| x.to_lowercase() == folded) {
+            continue;
+        }
+        target_group::ActiveModel {
+            target_id: Set(target_id.to_owned()),
+            group_ref: Set(g.clone()),
+            group_ref_folded: Set(folded),
+        }
+        .insert(txn)
+        .await?;
+        bound.push(g.clone());
+    }
+    Ok(bound)
+}
+
+/// Enables or disables a target and audits it, in `txn`. Returns the time written.
+pub(crate) async fn write_enabled(
+    txn: &WriteTxn,
+    actor: &str,
+    tenant_id: &str,
+    subject_type: &str,
+    target_id: &str,
+    client_id: &str,
+    enabled: bool,
+) -> Result<i64, StoreError> {
+    let now = now_millis();
+    target::Entity::update_many()
+        .col_expr(target::Column::Enabled, Expr::value(enabled))
+        .col_expr(target::Column::UpdatedAt, Expr::value(now))
+        .filter(target::Column::Id.eq(target_id))
+        .exec(txn)
+        .await?;
+    audit::record(
+        txn,
+        AuditRecord {
+            actor,
+            tenant_id: Some(tenant_id),
+            action: if enabled {
+                "target.enable"
+            } else {
+                "target.disable"
+            },
+            subject_type,
+            subject_id: Some(target_id),
+            request_id: None,
+            detail: json!({ "client_id": client_id }),
+        },
+    )
+    .await?;
+    Ok(now)
 }
