@@ -20,7 +20,7 @@ use deprov_store::entity::event;
 use deprov_store::outbox::{self, EnqueueEvent};
 use deprov_store::targets::{KIND_BACKCHANNEL_LOGOUT, NewRelyingParty};
 use deprov_store::{Store, db_test, now_millis};
-use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, Set};
 
 /// What a receiver has received, and the statuses it answers with.
 type Script = (Arc<Mutex<Vec<String>>>, Arc<Vec<(u16, &'static str)>>);
@@ -135,7 +135,7 @@ async fn deactivation(
     tenant_id: &str,
     user: &str,
 ) -> anyhow::Result<(String, usize)> {
-    let txn = store.writer().begin().await?;
+    let txn = store.begin_write().await?;
     let id = uuid::Uuid::now_v7().to_string();
     event::ActiveModel {
         id: Set(id.clone()),
@@ -163,7 +163,7 @@ async fn deactivation(
         }],
     )
     .await?;
-    txn.commit().await?;
+    store.commit(txn).await?;
     Ok((id, n))
 }
 
@@ -220,7 +220,7 @@ db_test!(
             .ok_or_else(|| anyhow::anyhow!("no trail"))?;
         let d = &trail.deliveries[0];
         assert_eq!(d.delivery.status, "delivered");
-        let statuses: Vec<Option<i32>> = d.attempts.iter().map(|a| a.http_status).collect();
+        let statuses: Vec<Option<i64>> = d.attempts.iter().map(|a| a.http_status).collect();
         assert_eq!(statuses, vec![Some(503), Some(503), Some(200)]);
         assert_eq!(d.attempts[0].outcome, "retrying");
         // Every attempt carried a freshly minted token.

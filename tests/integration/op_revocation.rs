@@ -434,7 +434,7 @@ async fn deactivation(store: &Store, tenant_id: &str, user_id: &str) -> anyhow::
         scim_path: Set("/scim/v2/acme/Users/x".into()),
         occurred_at: Set(now_millis()),
     }
-    .insert(&*txn)
+    .insert(&txn)
     .await?;
     outbox::enqueue(
         &txn,
@@ -596,7 +596,7 @@ db_test!(
         };
         let d = by_kind(KIND_OAUTH_REVOCATION)?;
         assert_eq!(d.delivery.status, "dead", "{d:?}");
-        let statuses: Vec<Option<i32>> = d.attempts.iter().map(|a| a.http_status).collect();
+        let statuses: Vec<Option<i64>> = d.attempts.iter().map(|a| a.http_status).collect();
         assert_eq!(statuses, vec![Some(503), Some(400)]);
         let last = d.delivery.last_error.clone().unwrap_or_default();
         assert!(

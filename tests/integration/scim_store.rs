@@ -15,7 +15,7 @@ use deprov_store::scim::{
 };
 use deprov_store::targets::NewRelyingParty;
 use deprov_store::{Store, StoreError, db_test};
-use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 
 const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -1659,7 +1659,7 @@ db_test!(
 /// Inserts `n` users of a tenant directly, a few hundred rows per statement.
 async fn bulk_users(store: &Store, tenant_id: &str, n: usize) -> anyhow::Result<Vec<String>> {
     let backend = store.writer().get_database_backend();
-    let txn = store.writer().begin().await?;
+    let txn = store.begin_write().await?;
     let now = deprov_store::now_millis();
     let ids: Vec<String> = (0..n).map(|_| uuid::Uuid::now_v7().to_string()).collect();
     for (c, chunk) in ids.chunks(500).enumerate() {
@@ -1687,7 +1687,7 @@ async fn bulk_users(store: &Store, tenant_id: &str, n: usize) -> anyhow::Result<
         txn.execute_raw(Statement::from_sql_and_values(backend, sql, values))
             .await?;
     }
-    txn.commit().await?;
+    store.commit(txn).await?;
     Ok(ids)
 }
 

@@ -8,7 +8,7 @@
 //! reads use a pool of their own and run beside the writer thanks to WAL.
 //! PostgreSQL uses one pool for both: its MVCC and row locks handle concurrent writers.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,17 +17,17 @@ use tokio::sync::Notify;
 
 use sea_orm::sqlx::Connection as _;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
-use sea_orm::sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector, Statement,
+    ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    ExecResult, ProxyDatabaseTrait, ProxyExecResult, ProxyRow, QueryResult, SqlxPostgresConnector,
+    Statement,
 };
 use sea_orm_migration::MigratorTrait;
 
 use crate::StoreError;
 use crate::auth_cache::AuthCache;
 use crate::migration::Migrator;
+use crate::sqlite;
 use crate::wal_sync::WalSync;
 use crate::write_batch::{WriteBatcher, WriteTxn};
 use sea_orm::TransactionTrait as _;
@@ -128,7 +128,14 @@ pub struct Store {
     pub(crate) auth_cache: Arc<AuthCache>,
     /// SQLite only: concurrent writes share a transaction (see write_batch.rs).
     write_batch: Option<Arc<WriteBatcher>>,
+    /// SQLite only: the connections behind `reader`, for read snapshots.
+    readers: Option<Arc<sqlite::ReaderPool>>,
 }
+
+/// Read-only connections a SQLite store reads through, one per statement or snapshot.
+/// More than the cores: a statement holds one only while it runs, but a snapshot holds
+/// one across awaits.
+const SQLITE_READERS: usize = 8;
 
 /// How long a connection waits for another's lock before giving up (SQLite `busy_timeout`,
 /// PostgreSQL pool acquire).
@@ -138,34 +145,48 @@ impl Store {
     /// Opens (creating a SQLite file if needed) without migrating.
     pub async fn connect(location: &DatabaseLocation) -> Result<Self, StoreError> {
         let redacted = location.redacted();
-        let connect_err = |source| StoreError::Connect {
+        let connect_err = |source: sea_orm::sqlx::Error| StoreError::Connect {
             location: redacted.clone(),
-            source,
+            source: Box::new(source),
+        };
+        let sqlite_err = |source: DbErr| StoreError::Connect {
+            location: redacted.clone(),
+            source: Box::new(source),
         };
         match location {
             DatabaseLocation::Sqlite(path) => {
-                let options = sqlite_options(path);
-                let writer = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .acquire_timeout(BUSY_TIMEOUT * 3)
-                    .connect_with(options.clone())
-                    .await
-                    .map_err(&connect_err)?;
-                let reader = SqlitePoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(BUSY_TIMEOUT)
-                    .connect_with(options.read_only(true))
-                    .await
-                    .map_err(&connect_err)?;
+                // The file and its WAL mode are created first (the writer), then the readers.
+                let writer = sqlite::open(path, false, BUSY_TIMEOUT).map_err(&sqlite_err)?;
+                let readers = sqlite::ReaderPool::open(path, SQLITE_READERS, BUSY_TIMEOUT)
+                    .map_err(&sqlite_err)?;
+                let readers = Arc::new(readers);
+                let reader = Database::connect_proxy(
+                    DbBackend::Sqlite,
+                    Arc::new(Box::new(ReaderProxy(readers.clone()))),
+                )
+                .await
+                .map_err(&sqlite_err)?;
+                let batcher = Arc::new(WriteBatcher::new(sqlite::Conn::new(writer)));
+                let wal_sync = Arc::new(WalSync::for_database(path));
+                let writer = Database::connect_proxy(
+                    DbBackend::Sqlite,
+                    Arc::new(Box::new(WriterProxy {
+                        batcher: batcher.clone(),
+                        wal_sync: wal_sync.clone(),
+                    })),
+                )
+                .await
+                .map_err(&sqlite_err)?;
                 Ok(Self {
                     backend: Backend::Sqlite,
-                    reader: SqlxSqliteConnector::from_sqlx_sqlite_pool(reader),
-                    writer: SqlxSqliteConnector::from_sqlx_sqlite_pool(writer),
+                    reader,
+                    writer,
                     location: redacted,
                     outbox_wake: Arc::default(),
-                    wal_sync: Some(Arc::new(WalSync::for_database(path))),
+                    wal_sync: Some(wal_sync),
                     auth_cache: Arc::default(),
-                    write_batch: Some(Arc::new(WriteBatcher::new())),
+                    write_batch: Some(batcher),
+                    readers: Some(readers),
                 })
             }
             DatabaseLocation::Postgres(url) => {
@@ -198,6 +219,7 @@ impl Store {
                     wal_sync: None,
                     auth_cache: Arc::default(),
                     write_batch: None,
+                    readers: None,
                 })
             }
         }
@@ -213,6 +235,8 @@ impl Store {
     /// Applies every pending migration, each in its own transaction where the backend
     /// allows transactional DDL.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        // On SQLite each statement commits alone: sea-orm-migration runs SQLite migrations
+        // outside transactions.
         Migrator::up(&self.writer, None)
             .await
             .map_err(StoreError::Migrate)
@@ -237,9 +261,27 @@ impl Store {
         &self.reader
     }
 
-    /// The connection for writes and read-modify-write transactions.
+    /// The connection for single writes; a transaction is [`Store::begin_write`]. On SQLite
+    /// each statement is a write of its own in the current batch, durable before it
+    /// answers, and `begin()` on it is no transaction.
     pub fn writer(&self) -> &DatabaseConnection {
         &self.writer
+    }
+
+    /// A read transaction: every statement sees one snapshot. Finish it with
+    /// [`ReadTxn::finish`].
+    pub async fn begin_read(&self) -> Result<ReadTxn, StoreError> {
+        Ok(match &self.readers {
+            Some(readers) => ReadTxn::Sqlite(sqlite::ReadSnapshot::begin(readers.acquire().await)?),
+            None => ReadTxn::Postgres(
+                self.reader
+                    .begin_with_config(
+                        Some(sea_orm::IsolationLevel::RepeatableRead),
+                        Some(sea_orm::AccessMode::ReadOnly),
+                    )
+                    .await?,
+            ),
+        })
     }
 
     /// Notified after a commit that enqueued deliveries, so that this process's worker
@@ -252,7 +294,7 @@ impl Store {
     /// write_batch.rs): hold it briefly, and never start another write while holding one.
     pub async fn begin_write(&self) -> Result<WriteTxn, StoreError> {
         Ok(match &self.write_batch {
-            Some(batcher) => batcher.begin(&self.writer).await?,
+            Some(batcher) => batcher.begin().await?,
             None => WriteTxn::plain(self.writer.begin().await?),
         })
     }
@@ -314,26 +356,144 @@ impl Store {
         Ok(())
     }
 
-    /// Closes both pools, waiting for connections in use to be returned.
+    /// Closes the connections, waiting for those in use to be returned (PostgreSQL; the
+    /// SQLite connections close when the last handle is dropped).
     pub async fn close(self) -> Result<(), StoreError> {
-        self.reader.close().await?;
-        if self.backend == Backend::Sqlite {
-            self.writer.close().await?;
+        if self.backend == Backend::Postgres {
+            self.reader.close().await?;
         }
         Ok(())
     }
 }
 
-fn sqlite_options(path: &Path) -> SqliteConnectOptions {
-    SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // NORMAL + WalSync::barrier after each commit: as durable as FULL, with group
-        // commit (see wal_sync.rs).
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        .busy_timeout(BUSY_TIMEOUT)
+/// A read transaction from [`Store::begin_read`].
+#[derive(Debug)]
+pub enum ReadTxn {
+    Sqlite(sqlite::ReadSnapshot),
+    Postgres(DatabaseTransaction),
+}
+
+impl ReadTxn {
+    pub async fn finish(self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(snapshot) => snapshot.finish()?,
+            Self::Postgres(txn) => txn.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for ReadTxn {
+    fn get_database_backend(&self) -> DbBackend {
+        match self {
+            Self::Sqlite(s) => s.get_database_backend(),
+            Self::Postgres(t) => t.get_database_backend(),
+        }
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        match self {
+            Self::Sqlite(s) => s.execute_raw(stmt).await,
+            Self::Postgres(t) => t.execute_raw(stmt).await,
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        match self {
+            Self::Sqlite(s) => s.execute_unprepared(sql).await,
+            Self::Postgres(t) => t.execute_unprepared(sql).await,
+        }
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        match self {
+            Self::Sqlite(s) => s.query_one_raw(stmt).await,
+            Self::Postgres(t) => t.query_one_raw(stmt).await,
+        }
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match self {
+            Self::Sqlite(s) => s.query_all_raw(stmt).await,
+            Self::Postgres(t) => t.query_all_raw(stmt).await,
+        }
+    }
+}
+
+/// [`Store::reader`] on SQLite.
+#[derive(Debug)]
+struct ReaderProxy(Arc<sqlite::ReaderPool>);
+
+#[async_trait::async_trait]
+impl ProxyDatabaseTrait for ReaderProxy {
+    async fn query(&self, statement: Statement) -> Result<Vec<ProxyRow>, DbErr> {
+        self.0.query(statement).await
+    }
+
+    async fn execute(&self, statement: Statement) -> Result<ProxyExecResult, DbErr> {
+        self.0.execute(statement).await
+    }
+
+    async fn begin(&self) {
+        tracing::error!(
+            "a transaction on Store::reader has no snapshot on SQLite; use Store::begin_read"
+        );
+    }
+
+    async fn ping(&self) -> Result<(), DbErr> {
+        self.0.ping().await
+    }
+}
+
+/// [`Store::writer`] on SQLite: each statement is a write of its own, committed with the
+/// current batch and on disk before it answers.
+#[derive(Debug)]
+struct WriterProxy {
+    batcher: Arc<WriteBatcher>,
+    wal_sync: Arc<WalSync>,
+}
+
+impl WriterProxy {
+    async fn durable(&self, txn: WriteTxn) -> Result<(), DbErr> {
+        txn.commit()
+            .await
+            .map_err(|e| DbErr::Custom(e.to_string()))?;
+        self.wal_sync
+            .barrier()
+            .await
+            .map_err(|e| DbErr::Custom(format!("fsync of the SQLite WAL failed: {e}")))
+    }
+}
+
+#[async_trait::async_trait]
+impl ProxyDatabaseTrait for WriterProxy {
+    async fn query(&self, statement: Statement) -> Result<Vec<ProxyRow>, DbErr> {
+        let txn = self.batcher.begin().await?;
+        let rows = txn.query_all_raw(statement).await?;
+        self.durable(txn).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| r.try_as_proxy_row().cloned())
+            .collect())
+    }
+
+    async fn execute(&self, statement: Statement) -> Result<ProxyExecResult, DbErr> {
+        let txn = self.batcher.begin().await?;
+        let result = txn.execute_raw(statement).await?;
+        self.durable(txn).await?;
+        Ok(ProxyExecResult::new(
+            result.last_insert_id(),
+            result.rows_affected(),
+        ))
+    }
+
+    async fn begin(&self) {
+        tracing::error!(
+            "a transaction on Store::writer is none on SQLite (each statement commits alone); \
+             use Store::begin_write"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-use sea_orm::{DbErr, SqlErr};
+use sea_orm::{DbErr, RuntimeErr, SqlErr};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -12,7 +12,7 @@ pub enum StoreError {
     Connect {
         location: String,
         #[source]
-        source: sea_orm::sqlx::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("cannot migrate the database: {0}")]
     Migrate(#[source] DbErr),
@@ -53,5 +53,11 @@ impl From<DbErr> for StoreError {
 
 /// Whether a database error is a unique-constraint violation, on either backend.
 pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
+    if let DbErr::Exec(RuntimeErr::Internal(message)) | DbErr::Query(RuntimeErr::Internal(message)) =
+        err
+        && message.starts_with(crate::sqlite::UNIQUE_VIOLATION)
+    {
+        return true;
+    }
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }

@@ -19,6 +19,7 @@ pub mod op_targets;
 pub mod operations;
 pub mod outbox;
 pub mod scim;
+mod sqlite;
 pub mod stats;
 pub mod targets;
 pub mod tenants;
@@ -29,7 +30,7 @@ mod wal_sync;
 mod write_batch;
 
 pub use auth_cache::AUTH_CACHE_TTL;
-pub use connect::{Backend, DatabaseLocation, Store};
+pub use connect::{Backend, DatabaseLocation, ReadTxn, Store};
 pub use error::StoreError;
 pub use time::now_millis;
 pub use write_batch::WriteTxn;

@@ -210,7 +210,14 @@ impl Store {
             .offset(offset)
             .all(self.reader())
             .await?;
-        let counts: Vec<(String, String, i64)> = delivery::Entity::find()
+        // Rows are read by column name: SQLite's rows (sqlite.rs) have no column order.
+        #[derive(sea_orm::FromQueryResult)]
+        struct Count {
+            event_id: String,
+            status: String,
+            n: i64,
+        }
+        let counts = delivery::Entity::find()
             .select_only()
             .column(delivery::Column::EventId)
             .column(delivery::Column::Status)
@@ -218,7 +225,7 @@ impl Store {
             .filter(delivery::Column::EventId.is_in(events.iter().map(|e| e.id.clone())))
             .group_by(delivery::Column::EventId)
             .group_by(delivery::Column::Status)
-            .into_tuple()
+            .into_model::<Count>()
             .all(self.reader())
             .await?;
         let items = events
@@ -241,7 +248,12 @@ impl Store {
                     delivered: 0,
                     dead: 0,
                 };
-                for (event_id, status, n) in &counts {
+                for Count {
+                    event_id,
+                    status,
+                    n,
+                } in &counts
+                {
                     if *event_id == summary.id {
                         let n = u64::try_from(*n).unwrap_or(0);
                         summary.deliveries += n;

@@ -587,16 +587,22 @@ impl Store {
     }
 
     pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        let counts: Vec<(String, i64)> = delivery::Entity::find()
+        // Rows are read by column name: SQLite's rows (sqlite.rs) have no column order.
+        #[derive(sea_orm::FromQueryResult)]
+        struct StatusCount {
+            status: String,
+            n: i64,
+        }
+        let counts = delivery::Entity::find()
             .select_only()
             .column(delivery::Column::Status)
             .column_as(delivery::Column::Id.count(), "n")
             .group_by(delivery::Column::Status)
-            .into_tuple()
+            .into_model::<StatusCount>()
             .all(self.reader())
             .await?;
         let mut stats = QueueStats::default();
-        for (status, n) in counts {
+        for StatusCount { status, n } in counts {
             let n = u64::try_from(n).unwrap_or(0);
             match status.as_str() {
                 PENDING => stats.pending = n,
@@ -607,14 +613,18 @@ impl Store {
                 _ => {}
             }
         }
-        let oldest: Option<Option<i64>> = delivery::Entity::find()
+        #[derive(sea_orm::FromQueryResult)]
+        struct Oldest {
+            oldest: Option<i64>,
+        }
+        let oldest = delivery::Entity::find()
             .select_only()
             .column_as(delivery::Column::CreatedAt.min(), "oldest")
             .filter(delivery::Column::Status.is_in([PENDING, RETRYING]))
-            .into_tuple()
+            .into_model::<Oldest>()
             .one(self.reader())
             .await?;
-        stats.oldest_waiting_ms = oldest.flatten().map(|t| now_millis() - t);
+        stats.oldest_waiting_ms = oldest.and_then(|o| o.oldest).map(|t| now_millis() - t);
         Ok(stats)
     }
 

@@ -14,6 +14,9 @@
 //! larger than the number of concurrent writers, and an idle service commits each write
 //! alone, as before.
 //!
+//! The statements run on the calling thread through rusqlite (see sqlite.rs): a write holds
+//! the connection only for the microseconds its statements take.
+//!
 //! PostgreSQL has many writers and groups commits itself: there a [`WriteTxn`] is a plain
 //! transaction.
 
@@ -21,28 +24,51 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
-    QueryResult, Statement, TransactionTrait,
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, ProxyExecResult,
+    QueryResult, Statement,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
 use crate::StoreError;
+use crate::sqlite::Conn;
 
-/// A write transaction from [`crate::Store::begin_write`]; use it as a
-/// [`DatabaseTransaction`] (it dereferences to one) and finish it with
-/// [`crate::Store::commit`]. Dropped without a commit, it rolls back.
-pub struct WriteTxn {
-    // Field order is drop order: the savepoint's rollback is queued on the connection
-    // before the batch is released to the next writer.
-    txn: DatabaseTransaction,
-    slot: Option<Slot>,
+/// A write transaction from [`crate::Store::begin_write`]: run statements on it as on any
+/// sea-orm connection, and finish it with [`crate::Store::commit`]. Dropped without a
+/// commit, it rolls back.
+pub struct WriteTxn(Inner);
+
+enum Inner {
+    /// PostgreSQL: a transaction of its own.
+    Plain(DatabaseTransaction),
+    /// SQLite: a savepoint in the current batch.
+    Batched(Batched),
 }
 
-impl std::ops::Deref for WriteTxn {
-    type Target = DatabaseTransaction;
+struct Batched {
+    slot: Slot,
+    /// The savepoint is open (neither released nor rolled back).
+    open: bool,
+}
 
-    fn deref(&self) -> &DatabaseTransaction {
-        &self.txn
+impl Batched {
+    fn conn(&self) -> Result<&Conn, DbErr> {
+        self.slot
+            .guard
+            .as_ref()
+            .map(|state| &state.conn)
+            .ok_or_else(|| DbErr::Custom("the write batch was already left".to_owned()))
+    }
+}
+
+impl Drop for Batched {
+    /// Rolls the savepoint back before the slot (and with it the connection) is left.
+    fn drop(&mut self) {
+        if self.open
+            && let Ok(conn) = self.conn()
+            && let Err(e) = conn.batch("ROLLBACK TO write; RELEASE write")
+        {
+            tracing::error!(error = %e, "rolling back an abandoned SQLite write failed");
+        }
     }
 }
 
@@ -50,39 +76,60 @@ impl std::ops::Deref for WriteTxn {
 #[async_trait::async_trait]
 impl ConnectionTrait for WriteTxn {
     fn get_database_backend(&self) -> DbBackend {
-        self.txn.get_database_backend()
+        match &self.0 {
+            Inner::Plain(txn) => txn.get_database_backend(),
+            Inner::Batched(_) => DbBackend::Sqlite,
+        }
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.txn.execute_raw(stmt).await
+        match &self.0 {
+            Inner::Plain(txn) => txn.execute_raw(stmt).await,
+            Inner::Batched(b) => b.conn()?.execute(&stmt),
+        }
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.txn.execute_unprepared(sql).await
+        match &self.0 {
+            Inner::Plain(txn) => txn.execute_unprepared(sql).await,
+            Inner::Batched(b) => {
+                b.conn()?.batch(sql)?;
+                Ok(ProxyExecResult::default().into())
+            }
+        }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.txn.query_one_raw(stmt).await
+        match &self.0 {
+            Inner::Plain(txn) => txn.query_one_raw(stmt).await,
+            Inner::Batched(b) => Ok(b.conn()?.query(&stmt)?.into_iter().next()),
+        }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.txn.query_all_raw(stmt).await
+        match &self.0 {
+            Inner::Plain(txn) => txn.query_all_raw(stmt).await,
+            Inner::Batched(b) => b.conn()?.query(&stmt),
+        }
     }
 
     fn support_returning(&self) -> bool {
-        self.txn.support_returning()
+        match &self.0 {
+            Inner::Plain(txn) => txn.support_returning(),
+            Inner::Batched(_) => DbBackend::Sqlite.support_returning(),
+        }
     }
 }
 
 impl std::fmt::Debug for WriteTxn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WriteTxn")
-            .field("batched", &self.slot.is_some())
+            .field("batched", &matches!(self.0, Inner::Batched(_)))
             .finish_non_exhaustive()
     }
 }
 
-/// The batches of one SQLite database.
+/// The batches of one SQLite database, and its one write connection.
 #[derive(Debug)]
 pub(crate) struct WriteBatcher {
     state: Arc<Mutex<State>>,
@@ -90,8 +137,9 @@ pub(crate) struct WriteBatcher {
 
 #[derive(Debug)]
 struct State {
-    /// The open transaction of the current batch, if a write has started it.
-    outer: Option<DatabaseTransaction>,
+    conn: Conn,
+    /// Whether the current batch has opened its transaction.
+    open: bool,
     batch: Arc<Batch>,
     /// Batches committed so far.
     commits: u64,
@@ -147,9 +195,20 @@ async fn flush(state: Arc<Mutex<State>>, batch: Arc<Batch>) {
     // batch has one flush.
     debug_assert!(Arc::ptr_eq(&state.batch, &batch));
     state.batch = Batch::new();
-    let result = match state.outer.take() {
-        Some(outer) => outer.commit().await.map_err(|e| e.to_string()),
-        None => Ok(()),
+    let result = if std::mem::take(&mut state.open) {
+        if state.conn.in_autocommit() {
+            // SQLite rolled the transaction back itself (an I/O error, a full disk).
+            Err("SQLite rolled the batch's transaction back".to_owned())
+        } else {
+            state.conn.batch("COMMIT").map_err(|e| {
+                if !state.conn.in_autocommit() {
+                    let _ = state.conn.batch("ROLLBACK");
+                }
+                e.to_string()
+            })
+        }
+    } else {
+        Ok(())
     };
     state.commits += 1;
     if let Err(e) = &result {
@@ -159,10 +218,11 @@ async fn flush(state: Arc<Mutex<State>>, batch: Arc<Batch>) {
 }
 
 impl WriteBatcher {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(conn: Conn) -> Self {
         Self {
             state: Arc::new(Mutex::new(State {
-                outer: None,
+                conn,
+                open: false,
                 batch: Batch::new(),
                 commits: 0,
             })),
@@ -174,46 +234,48 @@ impl WriteBatcher {
         self.state.lock().await.commits
     }
 
-    /// Joins the current batch (opening its transaction on `writer` if it is the first)
-    /// with a savepoint of its own.
-    pub(crate) async fn begin(&self, writer: &DatabaseConnection) -> Result<WriteTxn, DbErr> {
+    /// Joins the current batch (opening its transaction if it is the first) with a
+    /// savepoint of its own.
+    pub(crate) async fn begin(&self) -> Result<WriteTxn, DbErr> {
         let mut guard = self.state.clone().lock_owned().await;
-        let outer = match guard.outer.take() {
-            Some(outer) => outer,
-            None => writer.begin().await?,
-        };
-        let nested = outer.begin().await;
-        guard.outer = Some(outer);
+        if !guard.open {
+            guard.conn.batch("BEGIN IMMEDIATE")?;
+            guard.open = true;
+        }
+        let savepoint = guard.conn.batch("SAVEPOINT write");
         let slot = Slot {
             batch: guard.batch.clone(),
             guard: Some(guard),
             state: self.state.clone(),
         };
         // On an error the slot is dropped here, which queues the batch's flush.
-        Ok(WriteTxn {
-            txn: nested?,
-            slot: Some(slot),
-        })
+        savepoint?;
+        Ok(WriteTxn(Inner::Batched(Batched { slot, open: true })))
     }
 }
 
 impl WriteTxn {
     /// A transaction of its own (PostgreSQL).
     pub(crate) fn plain(txn: DatabaseTransaction) -> Self {
-        Self { txn, slot: None }
+        Self(Inner::Plain(txn))
     }
 
     /// Commits: releases the savepoint and waits for the batch's commit (SQLite), or
     /// commits the transaction (PostgreSQL). Not yet durable on SQLite: see
     /// [`crate::Store::commit`].
     pub(crate) async fn commit(self) -> Result<(), StoreError> {
-        let Self { txn, slot } = self;
-        txn.commit().await?;
-        let Some(slot) = slot else {
-            return Ok(());
+        let mut batched = match self.0 {
+            Inner::Plain(txn) => return Ok(txn.commit().await?),
+            Inner::Batched(b) => b,
         };
-        let mut committed = slot.batch.committed.subscribe();
-        drop(slot);
+        batched.open = false;
+        let released = batched.conn()?.batch("RELEASE write");
+        if released.is_err() && !batched.conn()?.in_autocommit() {
+            let _ = batched.conn()?.batch("ROLLBACK TO write; RELEASE write");
+        }
+        released?;
+        let mut committed = batched.slot.batch.committed.subscribe();
+        drop(batched);
         let result = committed
             .wait_for(Option::is_some)
             .await

@@ -449,7 +449,7 @@ impl From<&EventTrail> for EventTrailView {
                     client_id: d.client_id.clone(),
                     target_kind: d.delivery.target_kind.clone(),
                     status: d.delivery.status.clone(),
-                    attempt_count: d.delivery.attempt_count,
+                    attempt_count: narrow(d.delivery.attempt_count),
                     next_attempt_at: d.delivery.next_attempt_at,
                     last_error: d.delivery.last_error.clone(),
                     created_at: d.delivery.created_at,
@@ -458,10 +458,10 @@ impl From<&EventTrail> for EventTrailView {
                         .attempts
                         .iter()
                         .map(|a| AttemptView {
-                            attempt: a.attempt_no,
+                            attempt: narrow(a.attempt_no),
                             started_at: a.started_at,
-                            latency_ms: a.latency_ms,
-                            http_status: a.http_status,
+                            latency_ms: narrow(a.latency_ms),
+                            http_status: a.http_status.map(narrow),
                             outcome: a.outcome.clone(),
                             error: a.error.clone(),
                             response_excerpt: a.response_excerpt.clone(),
@@ -502,7 +502,7 @@ impl From<Delivery> for DeliveryView {
             target_id: d.target_id,
             target_kind: d.target_kind,
             status: d.status,
-            attempt_count: d.attempt_count,
+            attempt_count: narrow(d.attempt_count),
             next_attempt_at: d.next_attempt_at,
             last_error: d.last_error,
             created_at: d.created_at,
@@ -620,4 +620,10 @@ impl From<AuditEntry> for AuditEntryView {
 pub struct AuditPage {
     pub total: u64,
     pub items: Vec<AuditEntryView>,
+}
+
+/// A count or a duration the API documents as a 32-bit integer (the store keeps every
+/// integer as an `i64`); saturates, which no real count or latency reaches.
+fn narrow(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })
 }

@@ -12,7 +12,7 @@ pub struct Model {
     pub target_id: String,
     pub target_kind: String,
     pub status: String,
-    pub attempt_count: i32,
+    pub attempt_count: i64,
     pub next_attempt_at: i64,
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<i64>,

@@ -8,10 +8,10 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub delivery_id: String,
-    pub attempt_no: i32,
+    pub attempt_no: i64,
     pub started_at: i64,
-    pub latency_ms: i32,
-    pub http_status: Option<i32>,
+    pub latency_ms: i64,
+    pub http_status: Option<i64>,
     pub outcome: String,
     pub error: Option<String>,
     pub response_excerpt: Option<String>,

@@ -8,6 +8,7 @@ mod m20261129_000002_one_active_signing_key;
 mod m20261202_000001_console_sessions;
 mod m20261202_000100_op_targets;
 mod m20261202_000200_assertion_jtis;
+mod m20261202_000300_wide_integers;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_console_sessions::Migration),
             Box::new(m20261202_000100_op_targets::Migration),
             Box::new(m20261202_000200_assertion_jtis::Migration),
+            Box::new(m20261202_000300_wide_integers::Migration),
         ]
     }
 }

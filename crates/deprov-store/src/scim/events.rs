@@ -5,13 +5,14 @@
 //! the same transaction.
 
 use deprov_core::scim::EventKind;
-use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult};
+use sea_orm::{ConnectionTrait, FromQueryResult};
 use serde_json::{Value as JsonValue, json};
 
 use deprov_core::fanout::GroupFacts;
 
 use super::RequestContext;
 use super::sql::{CHUNK, Sql};
+use crate::WriteTxn;
 use crate::entity::{event, user};
 use crate::outbox::{self, EnqueueEvent};
 use crate::{Backend, Store, StoreError, now_millis};
@@ -73,7 +74,7 @@ fn bounded(s: &str, max: usize) -> String {
 
 /// Writes events in `txn`, up to [`CHUNK`] per statement, and returns their ids.
 pub(crate) async fn record_events(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     backend: Backend,
     ctx: &RequestContext,
     events: Vec<NewEvent<'_>>,
@@ -148,7 +149,7 @@ pub(crate) struct Recorded {
 
 /// Writes one event in `txn` and returns its id.
 pub(crate) async fn record_event(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     backend: Backend,
     ctx: &RequestContext,
     event: NewEvent<'_>,

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use deprov_core::scim::{
     EventKind, ListQuery, MemberKind, MemberRef, MembershipChange, ResourceKind,
 };
-use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult};
+use sea_orm::{ConnectionTrait, FromQueryResult};
 use tracing::instrument;
 
 use super::events::{NewEvent, record_events, snapshot};
@@ -19,6 +19,7 @@ use super::list::list_rows;
 use super::sql::{CHUNK, Sql};
 use super::users::check_version;
 use super::{GroupRecord, GroupWrite, RequestContext, fold};
+use crate::WriteTxn;
 use crate::entity::{group, user};
 use crate::{Backend, Store, StoreError, now_millis};
 
@@ -44,7 +45,7 @@ fn dedup(members: impl IntoIterator<Item = MemberRef>) -> Vec<MemberRef> {
 }
 
 async fn lock_group(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     backend: Backend,
     tenant_id: &str,
     id: &str,
@@ -64,7 +65,7 @@ async fn lock_group(
 /// as its own member, with [`StoreError::InvalidMembers`] listing them. On PostgreSQL the
 /// members found stay locked against deletion until the transaction ends.
 async fn validate_members(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     backend: Backend,
     tenant_id: &str,
     group_id: Option<&str>,
@@ -104,7 +105,7 @@ async fn validate_members(
 
 /// Adds members; members already there are left as they are.
 async fn insert_members(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     backend: Backend,
     tenant_id: &str,
     group_id: &str,
@@ -136,7 +137,7 @@ async fn insert_members(
 /// Removes members by id and returns the ids of the users among those that were members
 /// (a removed id that was no member is no-op, RFC 7644 §3.5.2.2).
 async fn delete_members(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     backend: Backend,
     group_id: &str,
     ids: &[String],
@@ -188,7 +189,7 @@ async fn members_of<C: ConnectionTrait>(
 /// Applies `change` to the membership of `group_id` (locked in `txn`) and returns the ids
 /// of the users who left: `members := (replace_all or current) ∪ add ∖ remove`.
 async fn apply_membership(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     backend: Backend,
     tenant_id: &str,
     group_id: &str,
@@ -238,7 +239,7 @@ async fn apply_membership(
 /// Whether a target of the tenant is bound to the group, by its id or by one of `names`
 /// (display names, compared folded). A rename in the same request counts under either name.
 async fn is_bound(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     backend: Backend,
     tenant_id: &str,
     group_id: &str,
@@ -256,7 +257,7 @@ async fn is_bound(
 
 /// Records one `RemovedFromGroup` per user in `user_ids`, with their current snapshots.
 async fn record_removals(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     backend: Backend,
     ctx: &RequestContext,
     group: (&str, &str),

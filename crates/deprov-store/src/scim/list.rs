@@ -1,11 +1,11 @@
 //! Listing with filter, sort and paging (RFC 7644 §3.4.2), shared by users and groups.
 
 use deprov_core::scim::{ListQuery, ResourceKind};
-use sea_orm::{AccessMode, ConnectionTrait, FromQueryResult, IsolationLevel, TransactionTrait};
+use sea_orm::{ConnectionTrait, FromQueryResult};
 
 use super::filter::{self, ROW};
 use super::sql::Sql;
-use crate::{Backend, Store, StoreError};
+use crate::{Store, StoreError};
 
 /// `total` (every match, RFC 7644 §3.4.2 `totalResults`) and the requested page of rows of
 /// `table`, both from one snapshot of the data.
@@ -76,25 +76,13 @@ pub(crate) async fn list_rows<M: FromQueryResult>(
     } else {
         Some(page("")?)
     };
-    let txn = match backend {
-        Backend::Postgres => {
-            store
-                .reader()
-                .begin_with_config(
-                    Some(IsolationLevel::RepeatableRead),
-                    Some(AccessMode::ReadOnly),
-                )
-                .await?
-        }
-        // A SQLite transaction reads one snapshot of the WAL from its first read on.
-        Backend::Sqlite => store.reader().begin().await?,
-    };
+    let txn = store.begin_read().await?;
     let total = count_of(&txn, count).await?;
     let rows = match page {
         Some(sql) => M::find_by_statement(sql.build()).all(&txn).await?,
         None => Vec::new(),
     };
-    txn.commit().await?;
+    txn.finish().await?;
     Ok((total, rows))
 }
 

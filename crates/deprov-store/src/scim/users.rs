@@ -1,13 +1,14 @@
 //! SCIM users (RFC 7644 §3.3, §3.4.1, §3.5.1, §3.6) and the events their changes cause.
 
 use deprov_core::scim::{EventKind, ListQuery, ResourceKind, activity_transition};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult};
+use sea_orm::{ConnectionTrait, FromQueryResult};
 use tracing::instrument;
 
 use super::events::{NewEvent, record_event, snapshot};
 use super::list::list_rows;
 use super::sql::Sql;
 use super::{CreateOutcome, RequestContext, UserRecord, UserWrite, fold};
+use crate::WriteTxn;
 use crate::entity::user;
 use crate::error::is_unique_violation;
 use crate::{Backend, Store, StoreError, now_millis};
@@ -31,7 +32,7 @@ pub(crate) fn check_version(expected: Option<i64>, current: i64) -> Result<(), S
 /// Reads one user of the tenant in `txn`, locking it until the transaction ends
 /// (PostgreSQL; SQLite transactions are serialised by the single writer).
 async fn lock_user(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     backend: Backend,
     tenant_id: &str,
     id: &str,
@@ -49,7 +50,7 @@ async fn lock_user(
 /// one with the same externalId; among several of the latter, the one whose activity the
 /// POST changes (an inactive one to restore, or an active one to deactivate).
 async fn lock_match(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     backend: Backend,
     tenant_id: &str,
     write: &UserWrite,
@@ -84,7 +85,7 @@ async fn lock_match(
 }
 
 async fn insert_user(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     backend: Backend,
     tenant_id: &str,
     write: UserWrite,
@@ -134,7 +135,7 @@ async fn insert_user(
 
 /// Replaces the attributes of `old` (locked in `txn`) and bumps its version.
 async fn update_user(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     backend: Backend,
     old: &user::Model,
     write: UserWrite,
@@ -193,7 +194,7 @@ async fn update_user(
 
 /// Records `Deactivated` or `Reactivated` when `active` changed; nothing otherwise.
 async fn record_activity(
-    txn: &DatabaseTransaction,
+    txn: &WriteTxn,
     backend: Backend,
     ctx: &RequestContext,
     was_active: bool,

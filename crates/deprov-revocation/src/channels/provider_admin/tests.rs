@@ -1473,7 +1473,7 @@ mod through_the_worker {
     use deprov_core::scim::EventKind;
     use deprov_store::outbox::{self, EnqueueEvent};
     use deprov_store::{Store, db_test, now_millis};
-    use sea_orm::{ActiveModelTrait, Set, TransactionTrait};
+    use sea_orm::{ActiveModelTrait, Set};
 
     use super::*;
     use crate::worker::{Worker, WorkerConfig};
@@ -1485,7 +1485,7 @@ mod through_the_worker {
         tenant_id: &str,
         snapshot: Value,
     ) -> anyhow::Result<String> {
-        let txn = store.writer().begin().await?;
+        let txn = store.begin_write().await?;
         let id = uuid::Uuid::now_v7().to_string();
         let user_id = snapshot["id"].as_str().unwrap_or("u").to_owned();
         event::ActiveModel {
@@ -1514,7 +1514,7 @@ mod through_the_worker {
             }],
         )
         .await?;
-        txn.commit().await?;
+        store.commit(txn).await?;
         Ok(id)
     }
 

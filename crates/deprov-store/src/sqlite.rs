@@ -1,0 +1,474 @@
+//! SQLite called in place, through rusqlite.
+//!
+//! sqlx gives every SQLite connection a worker thread and sends it each statement over a
+//! channel, so every statement costs two thread hand-offs (some 70 µs on a busy 2-core
+//! machine, far more than the statement itself). Here a statement runs on the calling
+//! thread: a point read or an indexed write takes a few microseconds of CPU, less than a
+//! hand-off. Nothing waits on I/O but page-cache misses and the WAL append; the fsync that
+//! makes commits durable runs elsewhere ([`crate::wal_sync`]).
+//!
+//! sea-orm still builds every statement and reads every row: statements arrive as
+//! [`Statement`]s and rows leave as [`QueryResult`]s (sea-orm's proxy rows), typed by the
+//! column's declared type in the schema, which is what sea-orm's entities expect.
+//!
+//! - [`ReaderPool`]: read-only connections behind [`Store::reader`](crate::Store::reader).
+//! - [`Conn`]: one connection, used by a write batch (write_batch.rs) or a read snapshot.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rusqlite::types::{Value as Sql, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+use sea_orm::{
+    ConnectionTrait, DbBackend, DbErr, ExecResult, ProxyDatabaseTrait, ProxyExecResult, ProxyRow,
+    QueryResult, RuntimeErr, Statement, Value,
+};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+/// Prefix of the message of a unique-constraint error, for
+/// [`crate::error::is_unique_violation`].
+pub(crate) const UNIQUE_VIOLATION: &str = "sqlite unique constraint violated: ";
+
+/// Prepared statements kept per connection: the SQL sea-orm builds repeats, with its values
+/// bound as parameters.
+const STATEMENT_CACHE: usize = 256;
+
+/// Opens a connection with the settings every deprov connection needs. The writer sets
+/// WAL mode (a property of the file); readers are read-only.
+pub(crate) fn open(path: &Path, read_only: bool, busy: Duration) -> Result<Connection, DbErr> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(conn_err)?;
+    conn.busy_timeout(busy).map_err(conn_err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(conn_err)?;
+    }
+    // NORMAL + WalSync::barrier after each commit: as durable as FULL, with group commit
+    // (see wal_sync.rs).
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+        .map_err(conn_err)?;
+    Ok(conn)
+}
+
+/// One connection, usable from async code. The lock is only ever held for one statement
+/// (the caller's exclusive use, for a transaction, comes from elsewhere).
+#[derive(Debug)]
+pub(crate) struct Conn(std::sync::Mutex<Connection>);
+
+impl Conn {
+    pub(crate) fn new(conn: Connection) -> Self {
+        Self(std::sync::Mutex::new(conn))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, DbErr>) -> Result<T, DbErr> {
+        let conn = self
+            .0
+            .lock()
+            .map_err(|_| DbErr::Custom("a SQLite connection was poisoned".to_owned()))?;
+        f(&conn)
+    }
+
+    /// Runs SQL without parameters (transaction control).
+    pub(crate) fn batch(&self, sql: &str) -> Result<(), DbErr> {
+        self.with(|c| c.execute_batch(sql).map_err(exec_err))
+    }
+
+    /// Whether no transaction is open (SQLite rolls back by itself after some errors).
+    pub(crate) fn in_autocommit(&self) -> bool {
+        self.with(|c| Ok(c.is_autocommit())).unwrap_or(true)
+    }
+
+    pub(crate) fn execute(&self, stmt: &Statement) -> Result<ExecResult, DbErr> {
+        self.with(|c| execute(c, stmt))
+    }
+
+    pub(crate) fn query(&self, stmt: &Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.with(|c| Ok(query(c, stmt)?.into_iter().map(QueryResult::from).collect()))
+    }
+}
+
+fn execute(conn: &Connection, stmt: &Statement) -> Result<ExecResult, DbErr> {
+    let mut prepared = conn.prepare_cached(&stmt.sql).map_err(exec_err)?;
+    bind(&mut prepared, stmt).map_err(exec_err)?;
+    let rows_affected = if prepared.column_count() == 0 {
+        prepared.raw_execute().map_err(exec_err)?
+    } else {
+        // A statement with rows (RETURNING, or a SELECT sent as a command): step it to
+        // the end.
+        let mut rows = prepared.raw_query();
+        let mut n = 0;
+        while rows.next().map_err(exec_err)?.is_some() {
+            n += 1;
+        }
+        n
+    };
+    Ok(ProxyExecResult {
+        last_insert_id: u64::try_from(conn.last_insert_rowid()).unwrap_or(0),
+        rows_affected: rows_affected as u64,
+    }
+    .into())
+}
+
+fn query(conn: &Connection, stmt: &Statement) -> Result<Vec<ProxyRow>, DbErr> {
+    let mut prepared = conn.prepare_cached(&stmt.sql).map_err(query_err)?;
+    let columns: Vec<(String, Kind)> = prepared
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_owned(), Kind::of(c.decl_type())))
+        .collect();
+    bind(&mut prepared, stmt).map_err(query_err)?;
+    let mut rows = prepared.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(query_err)? {
+        let mut values = BTreeMap::new();
+        for (i, (name, kind)) in columns.iter().enumerate() {
+            let value = row.get_ref(i).map_err(query_err)?;
+            values.insert(name.clone(), kind.value(value)?);
+        }
+        out.push(ProxyRow::new(values));
+    }
+    Ok(out)
+}
+
+/// Binds the statement's values: parameter `?` takes the next value, `$N` or `?N` the
+/// Nth (deprov writes some SQL once for both backends, with PostgreSQL's `$N`).
+fn bind(prepared: &mut rusqlite::CachedStatement<'_>, stmt: &Statement) -> rusqlite::Result<()> {
+    let values = match &stmt.values {
+        Some(values) => values.0.as_slice(),
+        None => &[],
+    };
+    for i in 1..=prepared.parameter_count() {
+        let n = prepared
+            .parameter_name(i)
+            .and_then(|name| name.get(1..))
+            .and_then(|digits| digits.parse::<usize>().ok())
+            .unwrap_or(i);
+        let value = values
+            .get(n.wrapping_sub(1))
+            .ok_or(rusqlite::Error::InvalidParameterCount(n, values.len()))?;
+        let value = param(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(e.into()))?;
+        prepared.raw_bind_parameter(i, value)?;
+    }
+    Ok(())
+}
+
+/// What sea-orm expects to read from a column, from the type the schema declares for it.
+/// SQLite declares every integer column `integer`, so each is an `i64` in deprov's entities
+/// (migration m20261202_000300). Computed columns have no declared type; they are read as
+/// what they hold.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Bool,
+    BigInt,
+    Double,
+    Text,
+    Json,
+    Bytes,
+    Dynamic,
+}
+
+impl Kind {
+    fn of(declared: Option<&str>) -> Self {
+        let Some(declared) = declared else {
+            return Self::Dynamic;
+        };
+        let declared = declared.to_ascii_lowercase();
+        if declared.contains("bool") {
+            Self::Bool
+        } else if declared.contains("json") {
+            Self::Json
+        } else if declared.contains("int") {
+            Self::BigInt
+        } else if declared.contains("char") || declared.contains("text") || declared == "clob" {
+            Self::Text
+        } else if declared.contains("blob") || declared.contains("binary") {
+            Self::Bytes
+        } else if declared.contains("real")
+            || declared.contains("floa")
+            || declared.contains("doub")
+        {
+            Self::Double
+        } else {
+            Self::Dynamic
+        }
+    }
+
+    fn value(self, v: ValueRef<'_>) -> Result<Value, DbErr> {
+        let mismatch = || {
+            DbErr::Type(format!(
+                "a SQLite column declared as {self:?} holds {:?}",
+                v.data_type()
+            ))
+        };
+        Ok(match (self, v) {
+            (Self::Bool, ValueRef::Null) => Value::Bool(None),
+            (Self::Bool, ValueRef::Integer(i)) => Value::Bool(Some(i != 0)),
+            (Self::BigInt, ValueRef::Null) => Value::BigInt(None),
+            (Self::BigInt, ValueRef::Integer(i)) => Value::BigInt(Some(i)),
+            (Self::Double, ValueRef::Null) => Value::Double(None),
+            (Self::Double, ValueRef::Real(f)) => Value::Double(Some(f)),
+            (Self::Double, ValueRef::Integer(i)) => Value::Double(Some(i as f64)),
+            (Self::Text, ValueRef::Null) => Value::String(None),
+            (Self::Json, ValueRef::Null) => Value::Json(None),
+            (Self::Json, ValueRef::Text(t) | ValueRef::Blob(t)) => Value::Json(Some(Box::new(
+                serde_json::from_slice(t).map_err(|e| DbErr::Json(e.to_string()))?,
+            ))),
+            (Self::Bytes, ValueRef::Null) => Value::Bytes(None),
+            (Self::Bytes, ValueRef::Blob(b) | ValueRef::Text(b)) => Value::Bytes(Some(b.to_vec())),
+            (Self::Text | Self::Dynamic, ValueRef::Text(t)) => {
+                Value::String(Some(String::from_utf8(t.to_vec()).map_err(|_| mismatch())?))
+            }
+            (Self::Dynamic, ValueRef::Null) => Value::BigInt(None),
+            (Self::Dynamic, ValueRef::Integer(i)) => Value::BigInt(Some(i)),
+            (Self::Dynamic, ValueRef::Real(f)) => Value::Double(Some(f)),
+            (Self::Dynamic, ValueRef::Blob(b)) => Value::Bytes(Some(b.to_vec())),
+            _ => return Err(mismatch()),
+        })
+    }
+}
+
+/// sea-orm's values as SQLite stores them (booleans as 0/1, JSON as text), as sqlx did.
+fn param(v: &Value) -> Result<Sql, DbErr> {
+    fn or_null<T>(v: &Option<T>, f: impl FnOnce(&T) -> Sql) -> Sql {
+        v.as_ref().map_or(Sql::Null, f)
+    }
+    Ok(match v {
+        Value::Bool(b) => or_null(b, |b| Sql::Integer(i64::from(*b))),
+        Value::TinyInt(i) => or_null(i, |i| Sql::Integer(i64::from(*i))),
+        Value::SmallInt(i) => or_null(i, |i| Sql::Integer(i64::from(*i))),
+        Value::Int(i) => or_null(i, |i| Sql::Integer(i64::from(*i))),
+        Value::BigInt(i) => or_null(i, |i| Sql::Integer(*i)),
+        Value::TinyUnsigned(i) => or_null(i, |i| Sql::Integer(i64::from(*i))),
+        Value::SmallUnsigned(i) => or_null(i, |i| Sql::Integer(i64::from(*i))),
+        Value::Unsigned(i) => or_null(i, |i| Sql::Integer(i64::from(*i))),
+        Value::BigUnsigned(Some(i)) => Sql::Integer(
+            i64::try_from(*i)
+                .map_err(|_| DbErr::Type(format!("{i} does not fit a SQLite integer")))?,
+        ),
+        Value::BigUnsigned(None) => Sql::Null,
+        Value::Float(f) => or_null(f, |f| Sql::Real(f64::from(*f))),
+        Value::Double(f) => or_null(f, |f| Sql::Real(*f)),
+        Value::String(s) => or_null(s, |s| Sql::Text(s.clone())),
+        Value::Char(c) => or_null(c, |c| Sql::Text(c.to_string())),
+        Value::Bytes(b) => or_null(b, |b| Sql::Blob(b.clone())),
+        Value::Json(j) => or_null(j, |j| Sql::Text(j.to_string())),
+        other => {
+            return Err(DbErr::Type(format!(
+                "deprov's SQLite layer does not bind {other:?}"
+            )));
+        }
+    })
+}
+
+fn conn_err(e: rusqlite::Error) -> DbErr {
+    DbErr::Conn(RuntimeErr::Internal(e.to_string()))
+}
+
+fn exec_err(e: rusqlite::Error) -> DbErr {
+    DbErr::Exec(runtime_err(e))
+}
+
+fn query_err(e: rusqlite::Error) -> DbErr {
+    DbErr::Query(runtime_err(e))
+}
+
+fn runtime_err(e: rusqlite::Error) -> RuntimeErr {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            RuntimeErr::Internal(format!("{UNIQUE_VIOLATION}{e}"))
+        }
+        _ => RuntimeErr::Internal(e.to_string()),
+    }
+}
+
+/// The read-only connections behind [`crate::Store::reader`]. Each statement takes a free
+/// connection (or waits for one) and runs on the calling thread.
+#[derive(Debug)]
+pub(crate) struct ReaderPool {
+    conns: Vec<Arc<Mutex<Conn>>>,
+    next: AtomicUsize,
+}
+
+impl ReaderPool {
+    pub(crate) fn open(path: &Path, size: usize, busy: Duration) -> Result<Self, DbErr> {
+        let conns = (0..size.max(1))
+            .map(|_| open(path, true, busy).map(|c| Arc::new(Mutex::new(Conn::new(c)))))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            conns,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// A connection for the caller alone.
+    pub(crate) async fn acquire(&self) -> OwnedMutexGuard<Conn> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let n = self.conns.len();
+        for i in 0..n {
+            if let Ok(guard) = self.conns[(start + i) % n].clone().try_lock_owned() {
+                return guard;
+            }
+        }
+        self.conns[start % n].clone().lock_owned().await
+    }
+}
+
+#[async_trait::async_trait]
+impl ProxyDatabaseTrait for ReaderPool {
+    async fn query(&self, statement: Statement) -> Result<Vec<ProxyRow>, DbErr> {
+        let conn = self.acquire().await;
+        conn.with(|c| query(c, &statement))
+    }
+
+    async fn execute(&self, statement: Statement) -> Result<ProxyExecResult, DbErr> {
+        let conn = self.acquire().await;
+        conn.with(|c| execute(c, &statement)).map(Into::into)
+    }
+
+    async fn ping(&self) -> Result<(), DbErr> {
+        let conn = self.acquire().await;
+        conn.batch("SELECT 1")
+    }
+}
+
+/// A read transaction on one reader connection: every statement sees the same snapshot
+/// (SQLite pins a WAL snapshot at the first read of a transaction). Ends at
+/// [`ReadSnapshot::finish`] or drop.
+pub struct ReadSnapshot {
+    conn: OwnedMutexGuard<Conn>,
+    open: bool,
+}
+
+impl ReadSnapshot {
+    pub(crate) fn begin(conn: OwnedMutexGuard<Conn>) -> Result<Self, DbErr> {
+        conn.batch("BEGIN")?;
+        Ok(Self { conn, open: true })
+    }
+
+    pub(crate) fn finish(mut self) -> Result<(), DbErr> {
+        self.open = false;
+        self.conn.batch("COMMIT")
+    }
+}
+
+impl Drop for ReadSnapshot {
+    fn drop(&mut self) {
+        if self.open && !self.conn.in_autocommit() {
+            let _ = self.conn.batch("ROLLBACK");
+        }
+    }
+}
+
+impl std::fmt::Debug for ReadSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadSnapshot").finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for ReadSnapshot {
+    fn get_database_backend(&self) -> DbBackend {
+        DbBackend::Sqlite
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.conn.execute(&stmt)
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.conn.batch(sql)?;
+        Ok(ProxyExecResult::default().into())
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        Ok(self.conn.query(&stmt)?.into_iter().next())
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.conn.query(&stmt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declared_types_choose_what_sea_orm_reads() {
+        assert!(matches!(Kind::of(Some("bigint")), Kind::BigInt));
+        assert!(matches!(Kind::of(Some("integer")), Kind::BigInt));
+        assert!(matches!(Kind::of(Some("boolean")), Kind::Bool));
+        assert!(matches!(Kind::of(Some("json_text")), Kind::Json));
+        assert!(matches!(Kind::of(Some("varchar(255)")), Kind::Text));
+        assert!(matches!(Kind::of(Some("blob")), Kind::Bytes));
+        assert!(matches!(Kind::of(None), Kind::Dynamic));
+    }
+
+    #[test]
+    fn statements_round_trip_typed_values() -> Result<(), DbErr> {
+        let dir = tempfile_dir();
+        let conn = Conn::new(open(&dir.join("t.db"), false, Duration::from_secs(1))?);
+        conn.batch(
+            "CREATE TABLE t (id varchar NOT NULL PRIMARY KEY, n integer, big bigint, \
+             ok boolean, doc json_text, raw blob)",
+        )?;
+        let insert = Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "INSERT INTO t VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                Value::from("a"),
+                Value::Int(Some(7)),
+                Value::BigInt(Some(1 << 40)),
+                Value::Bool(Some(true)),
+                Value::Json(Some(Box::new(serde_json::json!({"k": [1]})))),
+                Value::Bytes(Some(vec![0, 1])),
+            ],
+        );
+        assert_eq!(conn.execute(&insert)?.rows_affected(), 1);
+        let again = conn.execute(&insert);
+        assert!(
+            matches!(&again, Err(DbErr::Exec(RuntimeErr::Internal(m))) if m.starts_with(UNIQUE_VIOLATION)),
+            "{again:?}"
+        );
+        let rows = conn.query(&Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT id, n, big, ok, doc, raw, COUNT(*) OVER () AS total, NULL AS missing FROM t",
+        ))?;
+        let row = rows.first().ok_or_else(|| DbErr::Custom("no row".into()))?;
+        assert_eq!(row.try_get::<String>("", "id")?, "a");
+        assert_eq!(row.try_get::<i64>("", "n")?, 7);
+        assert_eq!(row.try_get::<i64>("", "big")?, 1 << 40);
+        assert!(row.try_get::<bool>("", "ok")?);
+        assert_eq!(
+            row.try_get::<serde_json::Value>("", "doc")?,
+            serde_json::json!({"k": [1]})
+        );
+        assert_eq!(row.try_get::<Vec<u8>>("", "raw")?, vec![0, 1]);
+        assert_eq!(row.try_get::<i64>("", "total")?, 1);
+        assert_eq!(row.try_get::<Option<i64>>("", "missing")?, None);
+        Ok(())
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "deprov-sqlite-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4()
+        ));
+        let _ = std::fs::create_dir_all(&dir);
+        dir
+    }
+}
