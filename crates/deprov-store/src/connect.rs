@@ -3,10 +3,12 @@
 //! SQLite is opened for durability first: WAL journal, foreign keys on, a busy timeout, and
 //! every commit made durable before it is answered ([`Store::commit`]: an fsync of the WAL
 //! shared by concurrent committers, so that an answered write survives power loss, not only
-//! a crash). All writes go through one connection
-//! ([`Store::writer`]), so SQLite never has two write transactions racing for the lock;
-//! reads use a pool of their own and run beside the writer thanks to WAL.
-//! PostgreSQL uses one pool for both: its MVCC and row locks handle concurrent writers.
+//! a crash). All writes go through one connection, in batches ([`Store::begin_write`],
+//! write_batch.rs), so SQLite never has two write transactions racing for the lock; reads
+//! use read-only connections of their own and run beside the writer thanks to WAL. Both
+//! call SQLite in place through rusqlite (sqlite.rs), behind sea-orm.
+//! PostgreSQL uses one sqlx pool for both: its MVCC and row locks handle concurrent
+//! writers.
 
 use std::path::PathBuf;
 use std::str::FromStr;
