@@ -412,78 +412,10 @@ impl Store {
         if settles.is_empty() {
             return Ok(Vec::new());
         }
-        let now = now_millis();
-        let rows: Vec<serde_json::Value> = settles
-            .iter()
-            .map(|s| {
-                let finished = matches!(
-                    s.outcome,
-                    Settle::Delivered | Settle::Dead | Settle::Cancelled
-                );
-                json!({
-                    "id": s.delivery_id,
-                    "started_at": s.attempt.started_at,
-                    "latency_ms": s.attempt.latency_ms,
-                    "http_status": s.attempt.http_status,
-                    "outcome": s.outcome.status(),
-                    "error": s.attempt.error,
-                    "excerpt": s.attempt.response_excerpt,
-                    "retry_at": match s.outcome {
-                        Settle::Retry { at } => Some(at),
-                        _ => None,
-                    },
-                    "last_error": s.last_error,
-                    "completed_at": finished.then_some(now),
-                })
-            })
-            .collect();
-        let columns = [
-            ("id", "text"),
-            ("started_at", "bigint"),
-            ("latency_ms", "integer"),
-            ("http_status", "integer"),
-            ("outcome", "text"),
-            ("error", "text"),
-            ("excerpt", "text"),
-            ("retry_at", "bigint"),
-            ("last_error", "text"),
-            ("completed_at", "bigint"),
-        ];
-        let backend = self.backend();
-
-        // The attempts first, numbered from the deliveries' counts before this settle.
-        let mut insert = Sql::new(backend);
-        let (from, c) = insert.bind_rows(rows.clone(), &columns);
-        insert.push(&format!(
-            "INSERT INTO delivery_attempts (delivery_id, attempt_no, started_at, latency_ms, \
-             http_status, outcome, error, response_excerpt) \
-             SELECT d.id, d.attempt_count + 1, {}, {}, {}, {}, {}, {} \
-             {from} JOIN deliveries d ON d.id = {}",
-            c[1], c[2], c[3], c[4], c[5], c[6], c[0]
-        ));
-
-        // Then the statuses, fenced by the lease.
-        let mut update = Sql::new(backend);
-        let (from, c) = update.bind_rows(rows, &columns);
-        let owner_p = update.bind(owner.to_owned());
-        let now_p = update.bind(now);
-        update.push(&format!(
-            "UPDATE deliveries SET status = {outcome}, attempt_count = deliveries.attempt_count + 1, \
-             next_attempt_at = COALESCE({retry_at}, deliveries.next_attempt_at), \
-             lease_owner = NULL, lease_expires_at = NULL, last_error = {last_error}, \
-             updated_at = {now_p}, completed_at = {completed_at} \
-             {from} WHERE deliveries.id = {id} AND deliveries.lease_owner = {owner_p} \
-             AND deliveries.status IN ('{PENDING}', '{RETRYING}') RETURNING deliveries.id",
-            outcome = c[4],
-            retry_at = c[7],
-            last_error = c[8],
-            completed_at = c[9],
-            id = c[0],
-        ));
-
+        let (insert, update) = settle_statements(self.backend(), owner, now_millis(), settles);
         let txn = self.begin_write().await?;
-        txn.execute_raw(insert.build()).await?;
-        let settled = txn.query_all_raw(update.build()).await?;
+        txn.execute_raw(insert).await?;
+        let settled = txn.query_all_raw(update).await?;
         self.commit(txn).await?;
         let settled: std::collections::HashSet<String> = settled
             .iter()
@@ -761,5 +693,138 @@ impl Store {
             .await
             .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))?;
         Ok(Some(OutboxListener(listener)))
+    }
+}
+
+/// The two statements of [`Store::settle_many`]: the attempts, then the statuses.
+fn settle_statements(
+    backend: Backend,
+    owner: &str,
+    now: i64,
+    settles: &[SettleRequest],
+) -> (Statement, Statement) {
+    let rows: Vec<serde_json::Value> = settles
+        .iter()
+        .map(|s| {
+            let finished = matches!(
+                s.outcome,
+                Settle::Delivered | Settle::Dead | Settle::Cancelled
+            );
+            json!({
+                "id": s.delivery_id,
+                "started_at": s.attempt.started_at,
+                "latency_ms": s.attempt.latency_ms,
+                "http_status": s.attempt.http_status,
+                "outcome": s.outcome.status(),
+                "error": s.attempt.error,
+                "excerpt": s.attempt.response_excerpt,
+                "retry_at": match s.outcome {
+                    Settle::Retry { at } => Some(at),
+                    _ => None,
+                },
+                "last_error": s.last_error,
+                "completed_at": finished.then_some(now),
+            })
+        })
+        .collect();
+    let columns = [
+        ("id", "text"),
+        ("started_at", "bigint"),
+        ("latency_ms", "integer"),
+        ("http_status", "integer"),
+        ("outcome", "text"),
+        ("error", "text"),
+        ("excerpt", "text"),
+        ("retry_at", "bigint"),
+        ("last_error", "text"),
+        ("completed_at", "bigint"),
+    ];
+
+    // The attempts first, numbered from the deliveries' counts before this settle.
+    let mut insert = Sql::new(backend);
+    let (from, c) = insert.bind_rows(rows.clone(), &columns);
+    insert.push(&format!(
+        "INSERT INTO delivery_attempts (delivery_id, attempt_no, started_at, latency_ms, \
+             http_status, outcome, error, response_excerpt) \
+             SELECT d.id, d.attempt_count + 1, {}, {}, {}, {}, {}, {} \
+             {from} JOIN deliveries d ON d.id = {}",
+        c[1], c[2], c[3], c[4], c[5], c[6], c[0]
+    ));
+
+    // Then the statuses, fenced by the lease. On SQLite the unary `+` keeps the planner
+    // from walking every waiting delivery through `ix_deliveries_due` (and the batch's
+    // rows for each): it must look each row of the batch up by id.
+    let mut update = Sql::new(backend);
+    let (from, c) = update.bind_rows(rows, &columns);
+    let owner_p = update.bind(owner.to_owned());
+    let now_p = update.bind(now);
+    let not_indexed = if update.is_postgres() { "" } else { "+" };
+    update.push(&format!(
+            "UPDATE deliveries SET status = {outcome}, attempt_count = deliveries.attempt_count + 1, \
+             next_attempt_at = COALESCE({retry_at}, deliveries.next_attempt_at), \
+             lease_owner = NULL, lease_expires_at = NULL, last_error = {last_error}, \
+             updated_at = {now_p}, completed_at = {completed_at} \
+             {from} WHERE deliveries.id = {id} AND deliveries.lease_owner = {owner_p} \
+             AND {not_indexed}deliveries.status IN ('{PENDING}', '{RETRYING}') RETURNING deliveries.id",
+            outcome = c[4],
+            retry_at = c[7],
+            last_error = c[8],
+            completed_at = c[9],
+            id = c[0],
+        ));
+
+    (insert.build(), update.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DatabaseLocation;
+
+    /// SQLite's planner, left alone, answers the settle `UPDATE … FROM json_each(…)` by
+    /// walking every waiting delivery (`ix_deliveries_due`) and the whole batch for each:
+    /// with 100,000 logouts queued, one settle read millions of rows and the single writer
+    /// capped the drain near 1,000/s. The batch must come first, each of its rows found by id.
+    #[tokio::test]
+    async fn settling_looks_each_delivery_up_by_id_on_sqlite() -> Result<(), StoreError> {
+        let dir = std::env::temp_dir().join(format!("deprov-settle-plan-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::other(e.to_string()))?;
+        let store = Store::open(&DatabaseLocation::Sqlite(dir.join("d.db"))).await?;
+        let settle = SettleRequest {
+            delivery_id: "d-1".to_owned(),
+            attempt: AttemptRecord {
+                started_at: 1,
+                latency_ms: 1,
+                http_status: Some(200),
+                error: None,
+                response_excerpt: None,
+            },
+            outcome: Settle::Delivered,
+            last_error: None,
+        };
+        let (_, update) = settle_statements(Backend::Sqlite, "w", 2, &[settle]);
+        let plan = store
+            .reader()
+            .query_all_raw(Statement::from_sql_and_values(
+                update.db_backend,
+                format!("EXPLAIN QUERY PLAN {}", update.sql),
+                update.values.map(|v| v.0).unwrap_or_default(),
+            ))
+            .await?
+            .iter()
+            .map(|row| row.try_get::<String>("", "detail"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            plan.first().is_some_and(|step| step.starts_with("SCAN x")),
+            "{plan:?}"
+        );
+        assert!(
+            plan.iter()
+                .any(|step| step
+                    .contains("deliveries USING INDEX sqlite_autoindex_deliveries_1 (id=?)")),
+            "{plan:?}"
+        );
+        Ok(())
     }
 }
