@@ -1,6 +1,17 @@
 //! The command line (DESIGN.md, "Contracts"). Every command that prints for scripts takes
 //! `--json`; errors end as one line on stderr and a non-zero exit.
 
+/// `println!` for command output: when stdout is closed early (`deprov events list | head`)
+/// the command ends quietly, as command-line tools do, instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::cli::stdout_failed(e);
+        }
+    }};
+}
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -354,8 +365,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 print_json(&config.redacted_json())?;
             } else {
-                println!("configuration is valid");
-                println!("{}", serde_json::to_string_pretty(&config.redacted_json())?);
+                out!("configuration is valid");
+                out!("{}", serde_json::to_string_pretty(&config.redacted_json())?);
             }
             Ok(())
         }
@@ -366,9 +377,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if json {
                 print_json(&json!({ "applied": pending, "database": store.location() }))?;
             } else if pending.is_empty() {
-                println!("{}: schema is up to date", store.location());
+                out!("{}: schema is up to date", store.location());
             } else {
-                println!("{}: applied {}", store.location(), pending.join(", "));
+                out!("{}: applied {}", store.location(), pending.join(", "));
             }
             store.close().await?;
             Ok(())
@@ -416,7 +427,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    out!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
@@ -492,7 +503,7 @@ async fn healthcheck(config: &Config, url: Option<String>, json: bool) -> anyhow
     if json {
         print_json(&json!({ "url": url, "status": status.as_u16() }))?;
     } else {
-        println!("{url} answered {status}");
+        out!("{url} answered {status}");
     }
     Ok(())
 }
@@ -541,10 +552,10 @@ async fn tenant(
                     "scim_token_id": created.token_id,
                 }))?;
             } else {
-                println!("Created tenant {:?}.", created.tenant.name);
-                println!("  SCIM base URL: {base}");
-                println!("  SCIM token:    {}", created.token.token.expose());
-                println!("The token is shown only now.");
+                out!("Created tenant {:?}.", created.tenant.name);
+                out!("  SCIM base URL: {base}");
+                out!("  SCIM token:    {}", created.token.token.expose());
+                out!("The token is shown only now.");
             }
         }
         TenantCommand::List => {
@@ -564,7 +575,7 @@ async fn tenant(
                 print_json(&json!(list))?;
             } else {
                 for t in &tenants {
-                    println!("{}\t{}", t.name, scim_base_url(config, &t.name));
+                    out!("{}\t{}", t.name, scim_base_url(config, &t.name));
                 }
             }
         }
@@ -596,7 +607,7 @@ async fn tenant(
                     } else {
                         "active"
                     };
-                    println!(
+                    out!(
                         "{}\t{}\t{}\t{}",
                         t.id,
                         t.hint,
@@ -622,9 +633,9 @@ async fn tenant(
                     "scim_token_id": model.id,
                 }))?;
             } else {
-                println!("New SCIM token for {tenant:?} (id {}):", model.id);
-                println!("  {}", token.token.expose());
-                println!("The token is shown only now.");
+                out!("New SCIM token for {tenant:?} (id {}):", model.id);
+                out!("  {}", token.token.expose());
+                out!("The token is shown only now.");
             }
         }
         TenantCommand::RevokeToken { tenant, token_id } => {
@@ -636,9 +647,10 @@ async fn tenant(
                     &json!({ "id": revoked.id, "hint": revoked.hint, "revoked_at": revoked.revoked_at }),
                 )?;
             } else {
-                println!(
+                out!(
                     "Revoked token {} ({}) of {tenant:?}.",
-                    revoked.id, revoked.hint
+                    revoked.id,
+                    revoked.hint
                 );
             }
         }
@@ -687,9 +699,11 @@ async fn rp(cmd: RpCommand, store: &Store, config: &Config, json: bool) -> anyho
             if json {
                 print_json(&rp_json(&rp)?)?;
             } else {
-                println!(
+                out!(
                     "Registered relying party {} (client_id {:?}) for tenant {:?}.",
-                    rp.id, rp.client_id, rp.tenant
+                    rp.id,
+                    rp.client_id,
+                    rp.tenant
                 );
             }
         }
@@ -703,7 +717,7 @@ async fn rp(cmd: RpCommand, store: &Store, config: &Config, json: bool) -> anyho
                 print_json(&json!(rows))?;
             } else {
                 for rp in &rps {
-                    println!(
+                    out!(
                         "{}\t{}\t{}\t{}\t{}",
                         rp.id,
                         rp.client_id,
@@ -728,7 +742,7 @@ async fn rp(cmd: RpCommand, store: &Store, config: &Config, json: bool) -> anyho
             if json {
                 print_json(&rp_json(&found)?)?;
             } else {
-                println!("{}", serde_json::to_string_pretty(&rp_json(&found)?)?);
+                out!("{}", serde_json::to_string_pretty(&rp_json(&found)?)?);
             }
         }
         RpCommand::Remove { tenant, rp } => {
@@ -736,9 +750,10 @@ async fn rp(cmd: RpCommand, store: &Store, config: &Config, json: bool) -> anyho
             if json {
                 print_json(&rp_json(&removed)?)?;
             } else {
-                println!(
+                out!(
                     "Removed relying party {} ({:?}).",
-                    removed.id, removed.client_id
+                    removed.id,
+                    removed.client_id
                 );
             }
         }
@@ -755,7 +770,7 @@ async fn keys(cmd: KeysCommand, store: &Store, config: &Config, json: bool) -> a
                 print_json(&serde_json::to_value(&keys)?)?;
             } else {
                 for k in &keys {
-                    println!("{}\t{}\t{}\t{}", k.kid, k.alg, k.status, k.source);
+                    out!("{}\t{}\t{}\t{}", k.kid, k.alg, k.status, k.source);
                 }
             }
         }
@@ -765,9 +780,9 @@ async fn keys(cmd: KeysCommand, store: &Store, config: &Config, json: bool) -> a
             if json {
                 print_json(&serde_json::to_value(&rotation)?)?;
             } else {
-                println!("New {alg} key {}.", rotation.new.kid);
+                out!("New {alg} key {}.", rotation.new.kid);
                 for old in &rotation.retired {
-                    println!("Retired {} (published until its tokens expire).", old.kid);
+                    out!("Retired {} (published until its tokens expire).", old.kid);
                 }
             }
         }
@@ -782,7 +797,7 @@ async fn keys(cmd: KeysCommand, store: &Store, config: &Config, json: bool) -> a
             if json {
                 print_json(&serde_json::to_value(&key)?)?;
             } else {
-                println!("Imported {} key {}.", key.alg, key.kid);
+                out!("Imported {} key {}.", key.alg, key.kid);
             }
         }
         KeysCommand::Export { kid } => {
@@ -814,7 +829,7 @@ async fn events(cmd: EventsCommand, store: &Store, json: bool) -> anyhow::Result
                 print_json(&serde_json::to_value(&rows)?)?;
             } else {
                 for e in &rows {
-                    println!(
+                    out!(
                         "{}\t{}\t{}\t{}\tdelivered {}/{} dead {}",
                         e.id,
                         format_time(e.occurred_at),
@@ -846,13 +861,13 @@ async fn events(cmd: EventsCommand, store: &Store, json: bool) -> anyhow::Result
 /// An event's trail as `deprov events show` prints it, for people.
 pub(crate) fn print_trail(trail: &deprov_store::outbox::EventTrail, indent: &str) {
     let e = &trail.event;
-    println!(
+    out!(
         "{indent}event {} ({}) at {}",
         e.id,
         e.kind,
         format_time(e.occurred_at)
     );
-    println!(
+    out!(
         "{indent}  user     {} {}",
         e.user_id,
         e.user_snapshot
@@ -861,17 +876,19 @@ pub(crate) fn print_trail(trail: &deprov_store::outbox::EventTrail, indent: &str
             .unwrap_or("")
     );
     if let Some(g) = &e.group_display_name {
-        println!(
+        out!(
             "{indent}  group    {g} ({})",
             e.group_id.as_deref().unwrap_or("")
         );
     }
-    println!(
+    out!(
         "{indent}  request  {} {} (request id {})",
-        e.scim_method, e.scim_path, e.request_id
+        e.scim_method,
+        e.scim_path,
+        e.request_id
     );
     for d in &trail.deliveries {
-        println!(
+        out!(
             "{indent}  delivery {} to {} [{}] {}",
             d.delivery.id,
             d.client_id.as_deref().unwrap_or("(removed target)"),
@@ -879,7 +896,7 @@ pub(crate) fn print_trail(trail: &deprov_store::outbox::EventTrail, indent: &str
             d.delivery.status
         );
         for a in &d.attempts {
-            println!(
+            out!(
                 "{indent}    #{} {} {} {} ms {}{}",
                 a.attempt_no,
                 format_time(a.started_at),
@@ -948,7 +965,7 @@ async fn deliveries(cmd: DeliveriesCommand, store: &Store, json: bool) -> anyhow
                 }))?;
             } else {
                 for d in &rows {
-                    println!(
+                    out!(
                         "{}\t{}\tevent {}\tattempts {}\t{}",
                         d.id,
                         d.status,
@@ -957,7 +974,7 @@ async fn deliveries(cmd: DeliveriesCommand, store: &Store, json: bool) -> anyhow
                         d.last_error.as_deref().unwrap_or("")
                     );
                 }
-                println!("({} of {total})", rows.len());
+                out!("({} of {total})", rows.len());
             }
         }
         DeliveriesCommand::Retry {
@@ -982,7 +999,7 @@ async fn deliveries(cmd: DeliveriesCommand, store: &Store, json: bool) -> anyhow
             if json {
                 print_json(&json!({ "redriven": n }))?;
             } else {
-                println!("Re-drove {n} deliver{}.", if n == 1 { "y" } else { "ies" });
+                out!("Re-drove {n} deliver{}.", if n == 1 { "y" } else { "ies" });
             }
         }
     }
@@ -1106,16 +1123,19 @@ async fn op(cmd: OpCommand, store: &Store, config: &Config, json: bool) -> anyho
             if json {
                 print_json(&serde_json::to_value(&view)?)?;
             } else {
-                println!(
+                out!(
                     "Registered {} target {} (client_id {:?}) for tenant {:?}.",
-                    view.kind, view.id, view.client_id, view.tenant
+                    view.kind,
+                    view.id,
+                    view.client_id,
+                    view.tenant
                 );
                 if let Some(endpoint) = &view.grants_endpoint {
-                    println!("  Grants endpoint:   {endpoint}");
+                    out!("  Grants endpoint:   {endpoint}");
                 }
                 if let Some(secret) = &view.grants_api_secret {
-                    println!("  Grants API secret: {secret}");
-                    println!("The secret is shown only now.");
+                    out!("  Grants API secret: {secret}");
+                    out!("The secret is shown only now.");
                 }
             }
         }
@@ -1129,7 +1149,7 @@ async fn op(cmd: OpCommand, store: &Store, config: &Config, json: bool) -> anyho
                 print_json(&serde_json::to_value(&views)?)?;
             } else {
                 for v in &views {
-                    println!(
+                    out!(
                         "{}\t{}\t{}\t{}\t{}",
                         v.id,
                         v.kind,
@@ -1150,7 +1170,7 @@ async fn op(cmd: OpCommand, store: &Store, config: &Config, json: bool) -> anyho
             if json {
                 print_json(&view)?;
             } else {
-                println!("{}", serde_json::to_string_pretty(&view)?);
+                out!("{}", serde_json::to_string_pretty(&view)?);
             }
         }
         OpCommand::Remove { tenant, op } => {
@@ -1161,9 +1181,11 @@ async fn op(cmd: OpCommand, store: &Store, config: &Config, json: bool) -> anyho
             if json {
                 print_json(&serde_json::to_value(&view)?)?;
             } else {
-                println!(
+                out!(
                     "Removed {} target {} ({:?}).",
-                    view.kind, view.id, view.client_id
+                    view.kind,
+                    view.id,
+                    view.client_id
                 );
             }
         }
@@ -1181,7 +1203,7 @@ async fn op(cmd: OpCommand, store: &Store, config: &Config, json: bool) -> anyho
                 print_json(&serde_json::to_value(&grants)?)?;
             } else {
                 for g in &grants {
-                    println!(
+                    out!(
                         "{}\t{}\t{}\t{}",
                         g.id,
                         g.sub,
@@ -1193,4 +1215,14 @@ async fn op(cmd: OpCommand, store: &Store, config: &Config, json: bool) -> anyho
         }
     }
     Ok(())
+}
+
+/// Where [`out!`] goes when stdout cannot be written: a reader that went away ends the
+/// command without a word; any other failure is reported like every error.
+pub(crate) fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() != std::io::ErrorKind::BrokenPipe {
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+    std::process::exit(0)
 }

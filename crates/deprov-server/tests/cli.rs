@@ -191,6 +191,24 @@ fn public_url_shapes_the_printed_base_url() -> TestResult {
 }
 
 #[test]
+fn output_to_a_closed_pipe_ends_quietly() -> TestResult {
+    // `deprov check-config --json | head -0`: the reader is gone before deprov writes.
+    let dir = tempfile::tempdir()?;
+    let (reader, writer) = std::io::pipe()?;
+    drop(reader);
+    let out = deprov(dir.path())
+        .args(["check-config", "--json"])
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "{stderr}");
+    Ok(())
+}
+
+#[test]
 fn bad_input_ends_with_one_line_naming_the_problem() -> TestResult {
     let dir = tempfile::tempdir()?;
     /// Arguments, environment, and what the one error line must contain.
