@@ -164,7 +164,7 @@ impl Store {
                 let readers = Arc::new(readers);
                 let reader = Database::connect_proxy(
                     DbBackend::Sqlite,
-                    Arc::new(Box::new(ReaderProxy(readers.clone()))),
+                    Arc::new(Box::new(sqlite::ReaderProxy(readers.clone()))),
                 )
                 .await
                 .map_err(&sqlite_err)?;
@@ -420,31 +420,6 @@ impl ConnectionTrait for ReadTxn {
             Self::Sqlite(s) => s.query_all_raw(stmt).await,
             Self::Postgres(t) => t.query_all_raw(stmt).await,
         }
-    }
-}
-
-/// [`Store::reader`] on SQLite.
-#[derive(Debug)]
-struct ReaderProxy(Arc<sqlite::ReaderPool>);
-
-#[async_trait::async_trait]
-impl ProxyDatabaseTrait for ReaderProxy {
-    async fn query(&self, statement: Statement) -> Result<Vec<ProxyRow>, DbErr> {
-        self.0.query(statement).await
-    }
-
-    async fn execute(&self, statement: Statement) -> Result<ProxyExecResult, DbErr> {
-        self.0.execute(statement).await
-    }
-
-    async fn begin(&self) {
-        tracing::error!(
-            "a transaction on Store::reader has no snapshot on SQLite; use Store::begin_read"
-        );
-    }
-
-    async fn ping(&self) -> Result<(), DbErr> {
-        self.0.ping().await
     }
 }
 

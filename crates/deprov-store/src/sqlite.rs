@@ -326,20 +326,30 @@ impl ReaderPool {
     }
 }
 
+/// [`crate::Store::reader`] on SQLite: each statement on a free reader connection.
+#[derive(Debug)]
+pub(crate) struct ReaderProxy(pub(crate) Arc<ReaderPool>);
+
 #[async_trait::async_trait]
-impl ProxyDatabaseTrait for ReaderPool {
+impl ProxyDatabaseTrait for ReaderProxy {
     async fn query(&self, statement: Statement) -> Result<Vec<ProxyRow>, DbErr> {
-        let conn = self.acquire().await;
+        let conn = self.0.acquire().await;
         conn.with(|c| query(c, &statement))
     }
 
     async fn execute(&self, statement: Statement) -> Result<ProxyExecResult, DbErr> {
-        let conn = self.acquire().await;
+        let conn = self.0.acquire().await;
         conn.with(|c| execute(c, &statement)).map(Into::into)
     }
 
+    async fn begin(&self) {
+        tracing::error!(
+            "a transaction on Store::reader has no snapshot on SQLite; use Store::begin_read"
+        );
+    }
+
     async fn ping(&self) -> Result<(), DbErr> {
-        let conn = self.acquire().await;
+        let conn = self.0.acquire().await;
         conn.batch("SELECT 1")
     }
 }

@@ -18,30 +18,25 @@ const WIDENED: [(&str, &str); 4] = [
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        if m.get_database_backend() != sea_orm::DbBackend::Postgres {
-            return Ok(());
-        }
-        for (table, column) in WIDENED {
-            m.get_connection()
-                .execute_unprepared(&format!(
-                    "ALTER TABLE {table} ALTER COLUMN {column} TYPE bigint"
-                ))
-                .await?;
-        }
-        Ok(())
+        retype(m, "bigint").await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        if m.get_database_backend() != sea_orm::DbBackend::Postgres {
-            return Ok(());
-        }
-        for (table, column) in WIDENED {
-            m.get_connection()
-                .execute_unprepared(&format!(
-                    "ALTER TABLE {table} ALTER COLUMN {column} TYPE integer"
-                ))
-                .await?;
-        }
-        Ok(())
+        retype(m, "integer").await
     }
+}
+
+/// Gives the [`WIDENED`] columns the type `ty` on PostgreSQL; nothing on SQLite.
+async fn retype(m: &SchemaManager<'_>, ty: &str) -> Result<(), DbErr> {
+    if m.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    for (table, column) in WIDENED {
+        m.get_connection()
+            .execute_unprepared(&format!(
+                "ALTER TABLE {table} ALTER COLUMN {column} TYPE {ty}"
+            ))
+            .await?;
+    }
+    Ok(())
 }
