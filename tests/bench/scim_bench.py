@@ -47,6 +47,9 @@ WRK_THREADS = int(os.environ.get("WRK_THREADS", "2"))
 PORT = int(os.environ.get("BENCH_PORT", "28080"))
 CEILING_PORT = int(os.environ.get("BENCH_CEILING_PORT", "28099"))
 SEED_CONCURRENCY = 32
+# A/B runs of one change: BENCH_OPS=GET,PATCH measures only those; BENCH_HIGH_ONLY=1 skips c=1.
+OPS = set(os.environ.get("BENCH_OPS", "GET,filter,PATCH,POST,DELETE").split(","))
+CONNS = (C_HIGH,) if os.environ.get("BENCH_HIGH_ONLY") else (1, C_HIGH)
 
 
 def run(backends: list[str]):
@@ -134,46 +137,51 @@ def run_backend(backend: str, root: Path, results: dict):
                 ceil = Proc([EXAMPLES / "http_ceiling", f"{HOST}:{CEILING_PORT}", work / "user.json"], log_path=root / "ceiling.log")
                 try:
                     wait_http(CEILING_PORT, f"{users_path}/{ids[0]}", 30, ceil)
-                    for conns in (1, C_HIGH):
+                    for conns in CONNS:
                         measure(results, "ceiling", "memory", conns, None, f"http://{HOST}:{CEILING_PORT}", "get_by_id.lua", [users_path + "/", work / "ids.txt"], [auth], work, server_pid=ceil.pid)
                 finally:
                     ceil.stop()
 
-        with step(f"{backend}: GET by id"):
-            # Warm-up: connection pools, page cache.
-            wrk(url, "get_by_id.lua", [users_path + "/", work / "ids.txt"], C_HIGH, WRK_THREADS, 1, [auth], work)
-            for conns in (1, C_HIGH):
-                measure(results, "GET", backend, conns, d, url, "get_by_id.lua", [users_path + "/", work / "ids.txt"], [auth], work)
-        with step(f"{backend}: filter userName eq"):
-            for conns in (1, C_HIGH):
-                measure(results, "filter", backend, conns, d, url, "filter.lua", [users_path, work / "names.txt"], [auth], work)
-        with step(f"{backend}: PATCH active"):
-            for conns in (1, C_HIGH):
-                # The current state of every seeded user, so that each PATCH is a change.
-                state = {u["id"]: u["active"] for u in scim.list_all(attributes="id,active")}
-                lines = [f"{i},{'true' if state.get(i, True) else 'false'}" for i in ids]
-                (work / "state.txt").write_text("\n".join(lines) + "\n")
-                threads = 1 if conns == 1 else WRK_THREADS
-                measure(results, "PATCH", backend, conns, d, url, "patch.lua", [users_path + "/", work / "state.txt", threads], [auth, json_h], work)
+        if "GET" in OPS:
+            with step(f"{backend}: GET by id"):
+                # Warm-up: connection pools, page cache.
+                wrk(url, "get_by_id.lua", [users_path + "/", work / "ids.txt"], C_HIGH, WRK_THREADS, 1, [auth], work)
+                for conns in CONNS:
+                    measure(results, "GET", backend, conns, d, url, "get_by_id.lua", [users_path + "/", work / "ids.txt"], [auth], work)
+        if "filter" in OPS:
+            with step(f"{backend}: filter userName eq"):
+                for conns in CONNS:
+                    measure(results, "filter", backend, conns, d, url, "filter.lua", [users_path, work / "names.txt"], [auth], work)
+        if "PATCH" in OPS:
+            with step(f"{backend}: PATCH active"):
+                for conns in CONNS:
+                    # The current state of every seeded user, so that each PATCH is a change.
+                    state = {u["id"]: u["active"] for u in scim.list_all(attributes="id,active")}
+                    lines = [f"{i},{'true' if state.get(i, True) else 'false'}" for i in ids]
+                    (work / "state.txt").write_text("\n".join(lines) + "\n")
+                    threads = 1 if conns == 1 else WRK_THREADS
+                    measure(results, "PATCH", backend, conns, d, url, "patch.lua", [users_path + "/", work / "state.txt", threads], [auth, json_h], work)
+                    time.sleep(0.5)
+        if "POST" in OPS:
+            with step(f"{backend}: POST"):
+                for conns in CONNS:
+                    measure(results, "POST", backend, conns, d, url + users_path, "post.lua", [users_path, f"post{conns}"], [auth, json_h], work)
                 time.sleep(0.5)
-        with step(f"{backend}: POST"):
-            for conns in (1, C_HIGH):
-                measure(results, "POST", backend, conns, d, url + users_path, "post.lua", [users_path, f"post{conns}"], [auth, json_h], work)
-            time.sleep(0.5)
-        with step(f"{backend}: DELETE"):
-            posted = [u["id"] for u in scim.list_all(filter_='userName sw "post"', attributes="id", limit=500_000)]
-            pool = posted + ids
-            log(f"   {len(pool)} users to delete from ({len(posted)} created by the POST runs)")
-            offset = 0
-            for conns in (1, C_HIGH):
-                part = pool[offset:]
-                (work / "delete.txt").write_text("\n".join(part) + "\n")
-                threads = 1 if conns == 1 else WRK_THREADS
-                row = measure(results, "DELETE", backend, conns, d, url, "delete.lua", [users_path + "/", work / "delete.txt", threads], [auth], work)
-                if row["sent"] > len(part):
-                    log(f"   WARNING: DELETE c={conns} sent {row['sent']} requests for {len(part)} users: the rest answered 404")
-                offset += row["sent"] + conns
-                time.sleep(0.5)
+        if "DELETE" in OPS:
+            with step(f"{backend}: DELETE"):
+                posted = [u["id"] for u in scim.list_all(filter_='userName sw "post"', attributes="id", limit=500_000)]
+                pool = posted + ids
+                log(f"   {len(pool)} users to delete from ({len(posted)} created by the POST runs)")
+                offset = 0
+                for conns in CONNS:
+                    part = pool[offset:]
+                    (work / "delete.txt").write_text("\n".join(part) + "\n")
+                    threads = 1 if conns == 1 else WRK_THREADS
+                    row = measure(results, "DELETE", backend, conns, d, url, "delete.lua", [users_path + "/", work / "delete.txt", threads], [auth], work)
+                    if row["sent"] > len(part):
+                        log(f"   WARNING: DELETE c={conns} sent {row['sent']} requests for {len(part)} users: the rest answered 404")
+                    offset += row["sent"] + conns
+                    time.sleep(0.5)
         if d.proc is not None:
             results.setdefault("rss_kib", {})[backend] = d.proc.vm_hwm_kib()
     finally:

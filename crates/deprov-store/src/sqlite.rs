@@ -36,6 +36,9 @@ pub(crate) const UNIQUE_VIOLATION: &str = "sqlite unique constraint violated: ";
 /// bound as parameters.
 const STATEMENT_CACHE: usize = 256;
 
+/// The writer's page cache, in KiB (SQLite's default is 2,000).
+const WRITER_CACHE_KIB: u32 = 16 * 1024;
+
 /// Opens a connection with the settings every deprov connection needs. The writer sets
 /// WAL mode (a property of the file); readers are read-only.
 pub(crate) fn open(path: &Path, read_only: bool, busy: Duration) -> Result<Connection, DbErr> {
@@ -57,6 +60,16 @@ pub(crate) fn open(path: &Path, read_only: bool, busy: Duration) -> Result<Conne
     // (see wal_sync.rs).
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
         .map_err(conn_err)?;
+    // A batched write transaction runs each write in a savepoint; their journal outgrows
+    // SQLite's in-memory 64 KiB and spilled to a new temporary file (open, write, unlink)
+    // per transaction. In memory it stays bounded by what one transaction changes. The
+    // writer also keeps a larger page cache: it touches the outbox's pages again and again.
+    conn.execute_batch("PRAGMA temp_store = MEMORY;")
+        .map_err(conn_err)?;
+    if !read_only {
+        conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))
+            .map_err(conn_err)?;
+    }
     Ok(conn)
 }
 
