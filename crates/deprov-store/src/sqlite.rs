@@ -39,6 +39,10 @@ const STATEMENT_CACHE: usize = 256;
 /// The writer's page cache, in KiB (SQLite's default is 2,000).
 const WRITER_CACHE_KIB: u32 = 16 * 1024;
 
+/// Each reader's page cache, in KiB: mostly the first few readers fill theirs (see
+/// [`ReaderPool::acquire`]).
+const READER_CACHE_KIB: u32 = 8 * 1024;
+
 /// Opens a connection with the settings every deprov connection needs. The writer sets
 /// WAL mode (a property of the file); readers are read-only.
 pub(crate) fn open(path: &Path, read_only: bool, busy: Duration) -> Result<Connection, DbErr> {
@@ -62,14 +66,16 @@ pub(crate) fn open(path: &Path, read_only: bool, busy: Duration) -> Result<Conne
         .map_err(conn_err)?;
     // A batched write transaction runs each write in a savepoint; their journal outgrows
     // SQLite's in-memory 64 KiB and spilled to a new temporary file (open, write, unlink)
-    // per transaction. In memory it stays bounded by what one transaction changes. The
-    // writer also keeps a larger page cache: it touches the outbox's pages again and again.
+    // per transaction. In memory it stays bounded by what one transaction changes.
     conn.execute_batch("PRAGMA temp_store = MEMORY;")
         .map_err(conn_err)?;
-    if !read_only {
-        conn.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))
-            .map_err(conn_err)?;
-    }
+    let cache_kib = if read_only {
+        READER_CACHE_KIB
+    } else {
+        WRITER_CACHE_KIB
+    };
+    conn.execute_batch(&format!("PRAGMA cache_size = -{cache_kib};"))
+        .map_err(conn_err)?;
     Ok(conn)
 }
 
@@ -326,16 +332,17 @@ impl ReaderPool {
         })
     }
 
-    /// A connection for the caller alone.
+    /// A connection for the caller alone: the first free one, so that the few connections
+    /// in use at once keep their page caches warm (each would otherwise read every page
+    /// again from the file); when none is free, the next in turn.
     pub(crate) async fn acquire(&self) -> OwnedMutexGuard<Conn> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let n = self.conns.len();
-        for i in 0..n {
-            if let Ok(guard) = self.conns[(start + i) % n].clone().try_lock_owned() {
+        for conn in &self.conns {
+            if let Ok(guard) = conn.clone().try_lock_owned() {
                 return guard;
             }
         }
-        self.conns[start % n].clone().lock_owned().await
+        let next = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        self.conns[next].clone().lock_owned().await
     }
 }
 
