@@ -773,19 +773,19 @@ fn settle_statements(
     let now_p = update.bind(now);
     let by_id = id_list(&mut update, "deliveries", settles);
     update.push(&format!(
-            "UPDATE deliveries SET status = {outcome}, attempt_count = deliveries.attempt_count + 1, \
+        "UPDATE deliveries SET status = {outcome}, attempt_count = deliveries.attempt_count + 1, \
              next_attempt_at = COALESCE({retry_at}, deliveries.next_attempt_at), \
              lease_owner = NULL, lease_expires_at = NULL, last_error = {last_error}, \
              updated_at = {now_p}, completed_at = {completed_at} \
              {from} WHERE deliveries.id = {id} {by_id} \
              AND deliveries.lease_owner = {owner_p} \
              AND (deliveries.status || '') IN ('{PENDING}', '{RETRYING}') RETURNING deliveries.id",
-            outcome = c[4],
-            retry_at = c[7],
-            last_error = c[8],
-            completed_at = c[9],
-            id = c[0],
-        ));
+        outcome = c[4],
+        retry_at = c[7],
+        last_error = c[8],
+        completed_at = c[9],
+        id = c[0],
+    ));
 
     (insert.build(), update.build())
 }
