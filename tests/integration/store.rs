@@ -338,3 +338,54 @@ db_test!(
         Ok(())
     }
 );
+
+db_test!(
+    tables_that_filled_are_analyzed_on_postgres,
+    |store: Store, _url| async move {
+        if store.backend() == deprov_store::Backend::Sqlite {
+            // SQLite's planner is given no statistics to keep.
+            assert!(store.analyze_changed_tables().await?.is_empty());
+            return Ok(());
+        }
+        // An import of 3,000 users that autovacuum has not analyzed yet.
+        let conn = store.writer();
+        conn.execute_unprepared(
+            "INSERT INTO tenants (id, name, created_at) VALUES ('t', 't', 0); \
+             INSERT INTO users (id, tenant_id, user_name, user_name_folded, external_id, \
+             display_name, active, resource, version, created_at, updated_at) \
+             SELECT 'u' || i, 't', 'n' || i, 'n' || i, 'x' || i, 'd' || i, true, '{}', 1, i, i \
+             FROM generate_series(1, 3000) AS i",
+        )
+        .await?;
+        // The statistics system learns of the inserts within about a second.
+        let mut analyzed = Vec::new();
+        for _ in 0..40 {
+            analyzed = store.analyze_changed_tables().await?;
+            if !analyzed.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        // `tenants` changed by one row: not enough to analyze.
+        assert_eq!(analyzed, vec!["users".to_owned()]);
+        // Analyzed once: nothing changed since.
+        assert!(store.analyze_changed_tables().await?.is_empty());
+        // The Okta re-POST lookup now takes the index made for it.
+        let plan = conn
+            .query_all_raw(Statement::from_string(
+                conn.get_database_backend(),
+                "EXPLAIN SELECT * FROM users WHERE tenant_id = 't' AND external_id = 'x2000' \
+                 ORDER BY active ASC, created_at DESC, id LIMIT 1",
+            ))
+            .await?
+            .iter()
+            .map(|row| row.try_get::<String>("", "QUERY PLAN"))
+            .collect::<Result<Vec<_>, _>>()?;
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("ix_users_tenant_external_id")),
+            "{plan:#?}"
+        );
+        Ok(())
+    }
+);

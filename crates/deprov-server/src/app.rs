@@ -58,6 +58,29 @@ fn metrics_route(cfg: &mut web::ServiceConfig, require_admin_token: bool) {
     }
 }
 
+/// How often PostgreSQL tables that changed a lot are analyzed (see
+/// `deprov_store::statistics`).
+const ANALYZE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Analyzes deprov's PostgreSQL tables soon after a burst of changes, until cancelled.
+async fn keep_statistics_fresh(store: Store, cancel: CancellationToken) {
+    loop {
+        match store.analyze_changed_tables().await {
+            Ok(tables) if !tables.is_empty() => {
+                tracing::debug!(?tables, "analyzed tables that changed");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot analyze changed tables; trying again later")
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(ANALYZE_INTERVAL) => {}
+        }
+    }
+}
+
 impl Running {
     /// Starts serving on `listener` (bind port 0 in tests), and the delivery worker unless
     /// the configuration turns it off.
@@ -82,6 +105,9 @@ impl Running {
             store.clone(),
             cancel.clone(),
         ));
+        if store.backend() == deprov_store::Backend::Postgres {
+            tasks.spawn(keep_statistics_fresh(store.clone(), cancel.clone()));
+        }
         let metrics_data = web::Data::from(metrics);
         let metrics_protected = config.metrics.require_admin_token;
         let store_data = web::Data::new(store.clone());

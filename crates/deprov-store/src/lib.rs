@@ -20,6 +20,7 @@ pub mod operations;
 pub mod outbox;
 pub mod scim;
 mod sqlite;
+pub mod statistics;
 pub mod stats;
 pub mod targets;
 pub mod tenants;
