@@ -59,7 +59,7 @@ fn metrics_route(cfg: &mut web::ServiceConfig, require_admin_token: bool) {
 }
 
 /// How often PostgreSQL tables that changed a lot are analyzed (see
-/// `deprov_store::statistics`).
+/// `deprov_store::planner_statistics`).
 const ANALYZE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Analyzes deprov's PostgreSQL tables soon after a burst of changes, until cancelled.

@@ -18,13 +18,13 @@ pub mod migration;
 pub mod op_targets;
 pub mod operations;
 pub mod outbox;
+pub mod planner_statistics;
 pub mod scim;
 mod sqlite;
-pub mod statistics;
 pub mod stats;
 pub mod targets;
 pub mod tenants;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod time;
 mod wal_sync;

@@ -831,25 +831,12 @@ mod tests {
     /// through `ix_deliveries_due`, matched against the whole batch: with 100,000 logouts
     /// queued, PostgreSQL spent a core on settles and the drain fell under 1,000/s.
     #[tokio::test]
-    async fn settling_looks_each_delivery_up_by_id_on_postgres() -> Result<(), StoreError> {
-        let Some(url) = std::env::var("DEPROV_TEST_DATABASE_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-        else {
-            eprintln!("skipped: DEPROV_TEST_DATABASE_URL is not set");
+    async fn settling_looks_each_delivery_up_by_id_on_postgres() -> anyhow::Result<()> {
+        let Some(db) = crate::testing::TestDb::new(crate::testing::Backend::Postgres).await? else {
             return Ok(());
         };
-        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let admin = Store::connect(&DatabaseLocation::parse(&url)?).await?;
-        admin
-            .writer()
-            .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
-            .await?;
-        let sep = if url.contains('?') { '&' } else { '?' };
-        let location =
-            DatabaseLocation::parse(&format!("{url}{sep}options=-c%20search_path%3D{schema}"))?;
+        let store = db.open().await?;
         let plan = async {
-            let store = Store::open(&location).await?;
             let txn = store.begin_write().await?;
             // An outbox analyzed when it held 100 deliveries, then filled to 20,000 (the
             // transaction is rolled back).
@@ -886,16 +873,11 @@ mod tests {
                     .collect::<Result<Vec<_>, _>>()?;
                 plans.push(plan);
             }
-            drop(txn);
-            store.close().await?;
             Ok::<_, StoreError>(plans)
         }
         .await;
-        admin
-            .writer()
-            .execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE"))
-            .await?;
-        admin.close().await?;
+        store.close().await?;
+        db.drop_async().await?;
         for plan in plan? {
             assert!(
                 !plan
