@@ -28,6 +28,7 @@ use sea_orm_migration::MigratorTrait;
 
 use crate::StoreError;
 use crate::auth_cache::AuthCache;
+use crate::checkpoint::Checkpointer;
 use crate::migration::Migrator;
 use crate::sqlite;
 use crate::wal_sync::WalSync;
@@ -121,7 +122,7 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
-    reader: DatabaseConnection,
+    reader: Reader,
     writer: DatabaseConnection,
     location: String,
     outbox_wake: Arc<Notify>,
@@ -162,13 +163,9 @@ impl Store {
                 let readers = sqlite::ReaderPool::open(path, SQLITE_READERS, BUSY_TIMEOUT)
                     .map_err(&sqlite_err)?;
                 let readers = Arc::new(readers);
-                let reader = Database::connect_proxy(
-                    DbBackend::Sqlite,
-                    Arc::new(Box::new(sqlite::ReaderProxy(readers.clone()))),
-                )
-                .await
-                .map_err(&sqlite_err)?;
-                let batcher = Arc::new(WriteBatcher::new(sqlite::Conn::new(writer)));
+                let reader = Reader(ReaderKind::Sqlite(readers.clone()));
+                let checkpointer = Checkpointer::start(path, BUSY_TIMEOUT).map_err(&sqlite_err)?;
+                let batcher = Arc::new(WriteBatcher::new(sqlite::Conn::new(writer), checkpointer));
                 let wal_sync = Arc::new(WalSync::for_database(path));
                 let writer = Database::connect_proxy(
                     DbBackend::Sqlite,
@@ -214,7 +211,7 @@ impl Store {
                 let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
                 Ok(Self {
                     backend: Backend::Postgres,
-                    reader: conn.clone(),
+                    reader: Reader(ReaderKind::Postgres(conn.clone())),
                     writer: conn,
                     location: redacted,
                     outbox_wake: Arc::default(),
@@ -259,7 +256,7 @@ impl Store {
     }
 
     /// The connection for reads. On SQLite it is read-only: a write through it fails.
-    pub fn reader(&self) -> &DatabaseConnection {
+    pub fn reader(&self) -> &Reader {
         &self.reader
     }
 
@@ -276,7 +273,7 @@ impl Store {
         Ok(match &self.readers {
             Some(readers) => ReadTxn::Sqlite(sqlite::ReadSnapshot::begin(readers.acquire().await)?),
             None => ReadTxn::Postgres(
-                self.reader
+                self.writer
                     .begin_with_config(
                         Some(sea_orm::IsolationLevel::RepeatableRead),
                         Some(sea_orm::AccessMode::ReadOnly),
@@ -362,9 +359,65 @@ impl Store {
     /// SQLite connections close when the last handle is dropped).
     pub async fn close(self) -> Result<(), StoreError> {
         if self.backend == Backend::Postgres {
-            self.reader.close().await?;
+            self.writer.close().await?;
         }
         Ok(())
+    }
+}
+
+/// [`Store::reader`]: on SQLite a statement takes a free read-only connection and runs on
+/// the calling thread; on PostgreSQL it goes to the pool.
+///
+/// Not a sea-orm `DatabaseConnection` for SQLite: that type's futures hold every driver's
+/// state inline (some 15 KiB, copied twice per statement when boxed), which cost a point
+/// read more instructions than SQLite's own work on it.
+#[derive(Debug, Clone)]
+pub struct Reader(ReaderKind);
+
+#[derive(Debug, Clone)]
+enum ReaderKind {
+    Sqlite(Arc<sqlite::ReaderPool>),
+    Postgres(DatabaseConnection),
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Reader {
+    fn get_database_backend(&self) -> DbBackend {
+        match &self.0 {
+            ReaderKind::Sqlite(_) => DbBackend::Sqlite,
+            ReaderKind::Postgres(c) => c.get_database_backend(),
+        }
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        match &self.0 {
+            ReaderKind::Sqlite(pool) => pool.acquire().await.execute(&stmt),
+            ReaderKind::Postgres(c) => c.execute_raw(stmt).await,
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        match &self.0 {
+            ReaderKind::Sqlite(pool) => {
+                pool.acquire().await.batch(sql)?;
+                Ok(ProxyExecResult::new(0, 0).into())
+            }
+            ReaderKind::Postgres(c) => c.execute_unprepared(sql).await,
+        }
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        match &self.0 {
+            ReaderKind::Sqlite(pool) => Ok(pool.acquire().await.query(&stmt)?.into_iter().next()),
+            ReaderKind::Postgres(c) => c.query_one_raw(stmt).await,
+        }
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match &self.0 {
+            ReaderKind::Sqlite(pool) => pool.acquire().await.query(&stmt),
+            ReaderKind::Postgres(c) => c.query_all_raw(stmt).await,
+        }
     }
 }
 

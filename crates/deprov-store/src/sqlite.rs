@@ -23,8 +23,8 @@ use std::time::Duration;
 use rusqlite::types::{Value as Sql, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 use sea_orm::{
-    ConnectionTrait, DbBackend, DbErr, ExecResult, ProxyDatabaseTrait, ProxyExecResult, ProxyRow,
-    QueryResult, RuntimeErr, Statement, Value,
+    ConnectionTrait, DbBackend, DbErr, ExecResult, ProxyExecResult, ProxyRow, QueryResult,
+    RuntimeErr, Statement, Value,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -59,6 +59,13 @@ pub(crate) fn open(path: &Path, read_only: bool, busy: Duration) -> Result<Conne
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(conn_err)?;
+        // Checkpoints are the checkpoint thread's (checkpoint.rs); this is the backstop.
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            crate::checkpoint::WRITER_FALLBACK_PAGES,
+        )
+        .map_err(conn_err)?;
     }
     // NORMAL + WalSync::barrier after each commit: as durable as FULL, with group commit
     // (see wal_sync.rs).
@@ -343,34 +350,6 @@ impl ReaderPool {
         }
         let next = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
         self.conns[next].clone().lock_owned().await
-    }
-}
-
-/// [`crate::Store::reader`] on SQLite: each statement on a free reader connection.
-#[derive(Debug)]
-pub(crate) struct ReaderProxy(pub(crate) Arc<ReaderPool>);
-
-#[async_trait::async_trait]
-impl ProxyDatabaseTrait for ReaderProxy {
-    async fn query(&self, statement: Statement) -> Result<Vec<ProxyRow>, DbErr> {
-        let conn = self.0.acquire().await;
-        conn.with(|c| query(c, &statement))
-    }
-
-    async fn execute(&self, statement: Statement) -> Result<ProxyExecResult, DbErr> {
-        let conn = self.0.acquire().await;
-        conn.with(|c| execute(c, &statement)).map(Into::into)
-    }
-
-    async fn begin(&self) {
-        tracing::error!(
-            "a transaction on Store::reader has no snapshot on SQLite; use Store::begin_read"
-        );
-    }
-
-    async fn ping(&self) -> Result<(), DbErr> {
-        let conn = self.0.acquire().await;
-        conn.batch("SELECT 1")
     }
 }
 

@@ -30,6 +30,7 @@ use sea_orm::{
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
 use crate::StoreError;
+use crate::checkpoint::Checkpointer;
 use crate::sqlite::Conn;
 
 /// A write transaction from [`crate::Store::begin_write`]: run statements on it as on any
@@ -138,6 +139,8 @@ pub(crate) struct WriteBatcher {
 #[derive(Debug)]
 struct State {
     conn: Conn,
+    /// Told of every commit: checkpoints are its job, not the writer's.
+    checkpointer: Checkpointer,
     /// Whether the current batch has opened its transaction.
     open: bool,
     batch: Arc<Batch>,
@@ -211,6 +214,9 @@ async fn flush(state: Arc<Mutex<State>>, batch: Arc<Batch>) {
         Ok(())
     };
     state.commits += 1;
+    if result.is_ok() {
+        state.checkpointer.committed();
+    }
     if let Err(e) = &result {
         tracing::error!(error = %e, "committing a batch of SQLite writes failed; each is reported failed");
     }
@@ -218,10 +224,11 @@ async fn flush(state: Arc<Mutex<State>>, batch: Arc<Batch>) {
 }
 
 impl WriteBatcher {
-    pub(crate) fn new(conn: Conn) -> Self {
+    pub(crate) fn new(conn: Conn, checkpointer: Checkpointer) -> Self {
         Self {
             state: Arc::new(Mutex::new(State {
                 conn,
+                checkpointer,
                 open: false,
                 batch: Batch::new(),
                 commits: 0,

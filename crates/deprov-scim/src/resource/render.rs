@@ -31,7 +31,8 @@ pub fn rfc3339_millis(millis: i64) -> String {
 #[derive(Debug, Clone)]
 pub struct Stored<'a> {
     pub id: &'a str,
-    pub resource: &'a Value,
+    /// Taken, not copied: a read renders each record once.
+    pub resource: Value,
     pub version: i64,
     pub created_ms: i64,
     pub updated_ms: i64,
@@ -39,9 +40,9 @@ pub struct Stored<'a> {
 }
 
 /// The full representation: the stored attributes, `schemas`, `id` and `meta`.
-pub fn render(schema: &ResourceSchema, stored: &Stored<'_>) -> Map<String, Value> {
+pub fn render(schema: &ResourceSchema, stored: Stored<'_>) -> Map<String, Value> {
     let mut out = match stored.resource {
-        Value::Object(m) => m.clone(),
+        Value::Object(m) => m,
         _ => Map::new(),
     };
     // Never returned, whatever ended up stored (RFC 7643 §7 `returned: never`).

@@ -118,9 +118,9 @@ fn rendering_adds_id_meta_and_never_a_password() {
     let stored = json!({"userName": "a", "password": "leaked?", "active": true});
     let out = render(
         users(),
-        &Stored {
+        Stored {
             id: "u1",
-            resource: &stored,
+            resource: stored,
             version: 3,
             created_ms: 1_700_000_000_000,
             updated_ms: 1_700_000_001_500,

@@ -29,13 +29,13 @@ fn location(scim: &Scim, id: &str) -> String {
 }
 
 /// The representation of a stored group, projected; `members` only when they were read.
-pub fn represent(scim: &Scim, rec: &GroupRecord, projection: &Projection) -> ScimResult<Value> {
+pub fn represent(scim: &Scim, rec: GroupRecord, projection: &Projection) -> ScimResult<Value> {
     let schema = schema()?;
     let mut full = render(
         schema,
-        &Stored {
+        Stored {
             id: &rec.id,
-            resource: &rec.resource,
+            resource: rec.resource,
             version: rec.version,
             created_ms: rec.created_at,
             updated_ms: rec.updated_at,
@@ -66,16 +66,18 @@ pub fn represent(scim: &Scim, rec: &GroupRecord, projection: &Projection) -> Sci
 fn respond(
     scim: &Scim,
     status: StatusCode,
-    rec: &GroupRecord,
+    rec: GroupRecord,
     projection: &Projection,
 ) -> ScimResult<HttpResponse> {
+    let (version, created) = (rec.version, status == StatusCode::CREATED);
+    let new_location = created.then(|| location(scim, &rec.id));
     let body = represent(scim, rec, projection)?;
     let mut b = scim_builder(status);
-    b.insert_header(etag_header(rec.version));
-    if status == StatusCode::CREATED {
-        b.insert_header((header::LOCATION, location(scim, &rec.id)));
+    b.insert_header(etag_header(version));
+    if let Some(url) = new_location {
+        b.insert_header((header::LOCATION, url));
     }
-    Ok(b.body(body.to_string()))
+    Ok(b.body(super::json_bytes(&body)))
 }
 
 fn group_write(resource: Map<String, Value>) -> ScimResult<GroupWrite> {
@@ -144,7 +146,7 @@ pub async fn create(
         .create_group(&scim.ctx(&req), write, members)
         .await?;
     let rec = with_members(&scim, rec, &projection).await?;
-    respond(&scim, StatusCode::CREATED, &rec, &projection)
+    respond(&scim, StatusCode::CREATED, rec, &projection)
 }
 
 /// `GET /Groups/{id}` (RFC 7644 §3.4.1).
@@ -159,7 +161,7 @@ pub async fn get(
     if not_modified(&req, rec.version) {
         return Ok(not_modified_response(rec.version));
     }
-    respond(&scim, StatusCode::OK, &rec, &projection)
+    respond(&scim, StatusCode::OK, rec, &projection)
 }
 
 /// `GET /Groups` (RFC 7644 §3.4.2).
@@ -175,7 +177,7 @@ pub async fn search_with(scim: &Scim, params: &ListParams) -> ScimResult<HttpRes
         .list_groups(&scim.tenant.id, &query, projection.wants("members"))
         .await?;
     let resources = records
-        .iter()
+        .into_iter()
         .map(|r| represent(scim, r, &projection))
         .collect::<ScimResult<Vec<_>>>()?;
     Ok(list_response(total, query.start_index, resources))
@@ -215,7 +217,7 @@ pub async fn replace(
         {
             Ok(rec) => {
                 let rec = with_members(&scim, rec, &projection).await?;
-                return respond(&scim, StatusCode::OK, &rec, &projection);
+                return respond(&scim, StatusCode::OK, rec, &projection);
             }
             Err(StoreError::VersionMismatch { .. })
                 if super::if_match(&req).is_none() && attempt < RETRIES =>
@@ -279,7 +281,7 @@ pub async fn patch(
                 .finish());
         }
         let rec = with_members(&scim, rec, &projection).await?;
-        return respond(&scim, StatusCode::OK, &rec, &projection);
+        return respond(&scim, StatusCode::OK, rec, &projection);
     }
     Err(ScimError::precondition_failed())
 }

@@ -54,7 +54,7 @@ pub async fn root(scim: Scim, req: HttpRequest, payload: web::Payload) -> ScimRe
             .store
             .list_users(&scim.tenant.id, &part(q, start, count, offset))
             .await?;
-        for r in &page {
+        for r in page {
             resources.push(super::users::represent(&scim, r, projection)?);
         }
         total += t;
@@ -67,7 +67,7 @@ pub async fn root(scim: Scim, req: HttpRequest, payload: web::Payload) -> ScimRe
             .store
             .list_groups(&scim.tenant.id, &part(q, start, remaining, offset), include)
             .await?;
-        for r in &page {
+        for r in page {
             resources.push(super::groups::represent(&scim, r, projection)?);
         }
         total += t;

@@ -30,13 +30,13 @@ fn location(scim: &Scim, id: &str) -> String {
 }
 
 /// The representation of a stored user, projected.
-pub fn represent(scim: &Scim, rec: &UserRecord, projection: &Projection) -> ScimResult<Value> {
+pub fn represent(scim: &Scim, rec: UserRecord, projection: &Projection) -> ScimResult<Value> {
     let schema = schema()?;
     let full = render(
         schema,
-        &Stored {
+        Stored {
             id: &rec.id,
-            resource: &rec.resource,
+            resource: rec.resource,
             version: rec.version,
             created_ms: rec.created_at,
             updated_ms: rec.updated_at,
@@ -49,16 +49,18 @@ pub fn represent(scim: &Scim, rec: &UserRecord, projection: &Projection) -> Scim
 fn respond(
     scim: &Scim,
     status: StatusCode,
-    rec: &UserRecord,
+    rec: UserRecord,
     projection: &Projection,
 ) -> ScimResult<HttpResponse> {
+    let (version, created) = (rec.version, status == StatusCode::CREATED);
+    let new_location = created.then(|| location(scim, &rec.id));
     let body = represent(scim, rec, projection)?;
     let mut b = scim_builder(status);
-    b.insert_header(etag_header(rec.version));
-    if status == StatusCode::CREATED {
-        b.insert_header((header::LOCATION, location(scim, &rec.id)));
+    b.insert_header(etag_header(version));
+    if let Some(url) = new_location {
+        b.insert_header((header::LOCATION, url));
     }
-    Ok(b.body(body.to_string()))
+    Ok(b.body(super::json_bytes(&body)))
 }
 
 /// How a user without an `active` value is read.
@@ -124,7 +126,7 @@ pub async fn create(
     let normalised = normalise_body(schema, &body)?;
     let write = user_write(normalised.resource, Absent::Keep(true))?;
     let (rec, _outcome) = scim.store.create_user(&scim.ctx(&req), write).await?;
-    respond(&scim, StatusCode::CREATED, &rec, &projection)
+    respond(&scim, StatusCode::CREATED, rec, &projection)
 }
 
 /// `GET /Users/{id}` (RFC 7644 §3.4.1), with `If-None-Match` (304).
@@ -139,7 +141,7 @@ pub async fn get(
     if not_modified(&req, rec.version) {
         return Ok(not_modified_response(rec.version));
     }
-    respond(&scim, StatusCode::OK, &rec, &projection)
+    respond(&scim, StatusCode::OK, rec, &projection)
 }
 
 /// `GET /Users` (RFC 7644 §3.4.2).
@@ -152,7 +154,7 @@ pub async fn search_with(scim: &Scim, params: &ListParams) -> ScimResult<HttpRes
     let (query, projection) = params.resolve(schema()?, &scim.config.limits)?;
     let (total, records) = scim.store.list_users(&scim.tenant.id, &query).await?;
     let resources = records
-        .iter()
+        .into_iter()
         .map(|r| represent(scim, r, &projection))
         .collect::<ScimResult<Vec<_>>>()?;
     Ok(list_response(total, query.start_index, resources))
@@ -181,7 +183,7 @@ pub async fn replace(
             .replace_user(&ctx, &id.1, Some(old.version), write)
             .await
         {
-            Ok(rec) => return respond(&scim, StatusCode::OK, &rec, &projection),
+            Ok(rec) => return respond(&scim, StatusCode::OK, rec, &projection),
             Err(StoreError::VersionMismatch { .. })
                 if super::if_match(&req).is_none() && attempt < RETRIES =>
             {
@@ -227,7 +229,7 @@ pub async fn patch(
             },
         )?;
         if !patched.resource_changed {
-            return respond(&scim, StatusCode::OK, &old, &projection);
+            return respond(&scim, StatusCode::OK, old, &projection);
         }
         let write = user_write(patched.resource, Absent::Unassigned)?;
         match scim
@@ -235,7 +237,7 @@ pub async fn patch(
             .replace_user(&ctx, &id.1, Some(old.version), write)
             .await
         {
-            Ok(rec) => return respond(&scim, StatusCode::OK, &rec, &projection),
+            Ok(rec) => return respond(&scim, StatusCode::OK, rec, &projection),
             Err(StoreError::VersionMismatch { .. })
                 if super::if_match(&req).is_none() && attempt < RETRIES =>
             {
