@@ -25,6 +25,8 @@ use crate::error::{ScimError, ScimResult};
 use crate::resource::value::parse_bool;
 use crate::schema::{AttributeDef, Found, ResourceSchema, parse_attr_path};
 
+pub(crate) mod memo;
+
 /// The bounds applied to a filter.
 #[derive(Debug, Clone, Copy)]
 pub struct FilterLimits {
@@ -50,7 +52,7 @@ pub fn resolve_filter(
         ));
     }
     let text = rewrite_value_path_sub_attr(raw);
-    let parsed: sv::Filter = text.parse().map_err(|e: sv::ParseError| match e {
+    let parsed: sv::Filter = memo::parse(&text).map_err(|e: sv::ParseError| match e {
         sv::ParseError::User {
             error: FilterActionError::TooManyTerms(_),
         } => ScimError::too_many(format!("the filter has too many terms: {e}")),

@@ -66,6 +66,64 @@ const FILTER_TOKENS: &[&str] = &[
 ];
 
 #[test]
+fn a_kept_filter_shape_parses_as_the_parser_does() {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let attrs = [
+        "userName",
+        "emails.value",
+        "name.givenName",
+        "externalId",
+        "title",
+    ];
+    let ops = [" eq ", " co ", " sw ", " gt "];
+    let values = [
+        "\"a\"",
+        "\"b c\"",
+        "\"é\"",
+        "\"\"",
+        "\"x\\\"y\"",
+        "\"open",
+        "true",
+        "42",
+    ];
+    let joins = [" and ", " or "];
+    for _ in 0..20_000 {
+        let terms = 1 + rng.next() % 4;
+        let mut text = String::new();
+        for i in 0..terms {
+            if i > 0 {
+                text.push_str(rng.pick::<&str>(&joins));
+            }
+            let term = match rng.next() % 4 {
+                0 => format!("{} pr", rng.pick(&attrs)),
+                1 => format!(
+                    "emails[type eq {} and value{}{}]",
+                    rng.pick(&values),
+                    rng.pick(&ops),
+                    rng.pick(&values)
+                ),
+                _ => format!(
+                    "{}{}{}",
+                    rng.pick(&attrs),
+                    rng.pick(&ops),
+                    rng.pick(&values)
+                ),
+            };
+            if rng.next() % 5 == 0 {
+                text.push_str(&format!("not ({term})"));
+            } else {
+                text.push_str(&term);
+            }
+        }
+        let ours = crate::filter::memo::parse(&text).map_err(|e| e.to_string());
+        let theirs = text
+            .parse::<scim_v2::filter::Filter>()
+            .map_err(|e| e.to_string());
+        assert_eq!(ours, theirs, "{text}");
+    }
+}
+
+#[test]
 fn random_filters_never_panic_and_fail_with_4xx() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let cat = catalog().unwrap();
