@@ -109,7 +109,7 @@ fn a_kept_filter_shape_parses_as_the_parser_does() {
                     rng.pick(&values)
                 ),
             };
-            if rng.next() % 5 == 0 {
+            if rng.next().is_multiple_of(5) {
                 text.push_str(&format!("not ({term})"));
             } else {
                 text.push_str(&term);

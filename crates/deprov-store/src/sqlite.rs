@@ -104,9 +104,19 @@ impl Conn {
         f(&conn)
     }
 
-    /// Runs SQL without parameters (transaction control).
+    /// Runs SQL without parameters (transaction control). A single statement is prepared
+    /// once and kept: `SAVEPOINT`/`RELEASE`/`COMMIT` run for every write, and parsing them
+    /// each time cost more than running them.
     pub(crate) fn batch(&self, sql: &str) -> Result<(), DbErr> {
-        self.with(|c| c.execute_batch(sql).map_err(exec_err))
+        self.with(|c| {
+            if sql.contains(';') {
+                return c.execute_batch(sql).map_err(exec_err);
+            }
+            c.prepare_cached(sql)
+                .and_then(|mut s| s.raw_execute())
+                .map(drop)
+                .map_err(exec_err)
+        })
     }
 
     /// Whether no transaction is open (SQLite rolls back by itself after some errors).

@@ -124,7 +124,7 @@ fn parse_operation(index: usize, item: &Value) -> ScimResult<Operation> {
     let path = match get_ci(item, "path") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.trim().is_empty() => None,
-        Some(Value::String(s)) => Some(s.parse::<PatchPath>().map_err(|e| {
+        Some(Value::String(s)) => Some(crate::filter::memo::parse_path(s).map_err(|e| {
             ScimError::invalid_path(format!(
                 "Operations[{index}].path {s:?} is not a valid path: {e}"
             ))

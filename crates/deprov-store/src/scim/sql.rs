@@ -75,11 +75,37 @@ impl Sql {
     /// one row per object, aliased `x`, and the expression of each of `columns` in it.
     /// `columns` are `(key, PostgreSQL type)`; on SQLite values come out of `json_extract`
     /// (objects as JSON text).
+    ///
+    /// One row (an event, a settle of one delivery) is bound value by value instead: SQLite
+    /// re-parses the array for every `json_extract`, which made a one-row insert of an event
+    /// with its user snapshot cost more than the rest of the PATCH that caused it.
     pub fn bind_rows(
         &mut self,
         rows: Vec<JsonValue>,
         columns: &[(&str, &str)],
     ) -> (String, Vec<String>) {
+        if let [JsonValue::Object(row)] = rows.as_slice()
+            && let Some(values) = columns
+                .iter()
+                .map(|(key, ty)| column_value(row.get(*key), ty))
+                .collect::<Option<Vec<Value>>>()
+        {
+            let fields: Vec<String> = values
+                .into_iter()
+                .zip(columns)
+                .map(|(value, (key, ty))| {
+                    let p = self.bind(value);
+                    match self.backend {
+                        Backend::Sqlite => format!("{p} AS {key}"),
+                        Backend::Postgres => format!("CAST({p} AS {ty}) AS {key}"),
+                    }
+                })
+                .collect();
+            return (
+                format!("FROM (SELECT {}) AS x", fields.join(", ")),
+                columns.iter().map(|(key, _)| format!("x.{key}")).collect(),
+            );
+        }
         let p = self.bind(JsonValue::Array(rows));
         match self.backend {
             Backend::Sqlite => (
@@ -137,4 +163,20 @@ impl Sql {
         };
         Statement::from_sql_and_values(backend, self.text, self.values)
     }
+}
+
+/// A value of a [`Sql::bind_rows`] row as the column's type expects it; `None` when it
+/// does not fit (the row then goes through the JSON path, which reads it as the database
+/// would).
+fn column_value(value: Option<&JsonValue>, ty: &str) -> Option<Value> {
+    let value = value.unwrap_or(&JsonValue::Null);
+    Some(match (ty, value) {
+        ("text", JsonValue::Null) => Value::String(None),
+        ("text", JsonValue::String(s)) => Value::String(Some(s.clone())),
+        ("bigint" | "integer", JsonValue::Null) => Value::BigInt(None),
+        ("bigint" | "integer", JsonValue::Number(n)) => Value::BigInt(Some(n.as_i64()?)),
+        ("jsonb", JsonValue::Null) => Value::Json(None),
+        ("jsonb", v) => Value::Json(Some(Box::new(v.clone()))),
+        _ => return None,
+    })
 }

@@ -154,19 +154,34 @@ async fn update_user(
         updated_at: now_millis().max(old.updated_at),
     };
     let mut sql = Sql::new(backend);
-    let set = [
-        format!("user_name = {}", sql.bind(new.user_name.clone())),
-        format!(
+    // Only the columns that change: SQLite rewrites the entries of every index on a column
+    // the SET names, even to the same value (a deactivation would dirty four index pages).
+    let mut set = Vec::with_capacity(8);
+    if new.user_name != old.user_name {
+        set.push(format!("user_name = {}", sql.bind(new.user_name.clone())));
+        set.push(format!(
             "user_name_folded = {}",
             sql.bind(new.user_name_folded.clone())
-        ),
-        format!("external_id = {}", sql.bind(new.external_id.clone())),
-        format!("display_name = {}", sql.bind(new.display_name.clone())),
-        format!("active = {}", sql.bind(new.active)),
-        format!("resource = {}", sql.bind(new.resource.clone())),
-        format!("version = {}", sql.bind(new.version)),
-        format!("updated_at = {}", sql.bind(new.updated_at)),
-    ];
+        ));
+    }
+    if new.external_id != old.external_id {
+        set.push(format!(
+            "external_id = {}",
+            sql.bind(new.external_id.clone())
+        ));
+    }
+    if new.display_name != old.display_name {
+        set.push(format!(
+            "display_name = {}",
+            sql.bind(new.display_name.clone())
+        ));
+    }
+    if new.active != old.active {
+        set.push(format!("active = {}", sql.bind(new.active)));
+    }
+    set.push(format!("resource = {}", sql.bind(new.resource.clone())));
+    set.push(format!("version = {}", sql.bind(new.version)));
+    set.push(format!("updated_at = {}", sql.bind(new.updated_at)));
     let (i, t, v) = (
         sql.bind(old.id.clone()),
         sql.bind(old.tenant_id.clone()),
