@@ -1,7 +1,7 @@
 """Instructions per SCIM request, counted by valgrind's callgrind: repeatable where wall-clock
 figures on a shared 2-core machine are not (a change is measured in instructions, then in wrk).
 
-    python3 tests/bench/instructions.py BIN_DIR OP N     # OP: GET | filter | PATCH | POST
+    python3 tests/bench/instructions.py BIN_DIR OP N     # OP: GET | filter | PATCH | POST | DELETE
 
 BIN_DIR holds a `deprov` binary (target/release). Starts `deprov serve` under callgrind on a
 fresh SQLite database, creates users, warms up, zeroes the counters, sends N requests of OP
@@ -35,7 +35,7 @@ def req(m, path, body=None):
     c.request(m, base + path, body=json.dumps(body) if body is not None else None, headers=H)
     r = c.getresponse(); d = r.read(); return r.status, d
 ids = []
-for i in range(max(200, n if op in ("PATCH",) else 0)):
+for i in range(max(200, n if op in ("PATCH", "DELETE") else 0)):
     s, d = req("POST", "/Users", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": f"u{i}@example.com",
             "externalId": f"ext-{i}", "name": {"givenName": "G", "familyName": "F"}, "emails": [{"value": f"u{i}@example.com", "type": "work", "primary": True}], "active": True})
     ids.append(json.loads(d)["id"])
@@ -46,6 +46,7 @@ for i in range(n):
     if op == "GET": s, _ = req("GET", f"/Users/{ids[i % len(ids)]}")
     elif op == "filter": s, _ = req("GET", "/Users?filter=" + urllib.parse.quote(f'userName eq "u{i % len(ids)}@example.com"'))
     elif op == "PATCH": s, _ = req("PATCH", f"/Users/{ids[i]}", {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "path": "active", "value": False}]})
+    elif op == "DELETE": s, _ = req("DELETE", f"/Users/{ids[i]}")
     elif op == "POST": s, _ = req("POST", "/Users", {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": f"new{i}@example.com", "active": True})
     assert s < 300, s
 subprocess.run(["callgrind_control", "-d", str(p.pid)], capture_output=True)
