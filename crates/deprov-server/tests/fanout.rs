@@ -36,8 +36,10 @@ fn aud_sub(form: &str) -> Option<(String, String)> {
 }
 
 /// Receivers answering 200 after a short think, recording (aud, sub).
+/// Receivers that record each logout after `delay`.
 fn start_receivers(
     received: Received,
+    delay: Duration,
 ) -> Result<Vec<String>, Box<dyn std::error::Error + Send + Sync>> {
     let mut urls = Vec::new();
     for _ in 0..RECEIVERS {
@@ -51,7 +53,7 @@ fn start_receivers(
                 web::post().to(move |body: String| {
                     let received = received.clone();
                     async move {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        tokio::time::sleep(delay).await;
                         if let Some(pair) = aud_sub(&body)
                             && let Ok(mut r) = received.lock()
                         {
@@ -335,11 +337,14 @@ async fn kill_9_in_the_middle_of_a_fan_out_loses_no_delivery_postgres() -> TestR
 }
 
 async fn kill_9_in_the_middle_of_a_fan_out_loses_no_delivery(
-    env: Vec<(&'static str, String)>,
+    mut env: Vec<(&'static str, String)>,
 ) -> TestResult {
+    // One logout at a time per receiver, 20 ms each: the fan-out takes about two seconds,
+    // so the kill lands in its middle however fast the deactivations and the worker are.
+    env.push(("DEPROV_DELIVERY__PER_TARGET", "1".to_owned()));
     let dir = tempfile::tempdir()?;
     let received: Received = Arc::default();
-    let urls = start_receivers(received.clone())?;
+    let urls = start_receivers(received.clone(), Duration::from_millis(20))?;
     let mut first = serve(dir.path(), &env).await?;
     let (scim, token, ids) = setup(dir.path(), &env, &first.base, &urls).await?;
     deactivate_all(&scim, &token, &ids).await?;
@@ -381,7 +386,7 @@ async fn two_processes_on_one_postgres_split_the_work_without_duplicates() -> Te
     let dir_a = tempfile::tempdir()?;
     let dir_b = tempfile::tempdir()?;
     let received: Received = Arc::default();
-    let urls = start_receivers(received.clone())?;
+    let urls = start_receivers(received.clone(), Duration::from_millis(5))?;
     let a = serve(dir_a.path(), &env).await?;
     let mut b = serve(dir_b.path(), &env).await?;
     let (scim, token, ids) = setup(dir_a.path(), &env, &a.base, &urls).await?;
