@@ -33,7 +33,9 @@ TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / PROFILE
 _BIN_DIR = os.environ.get("BENCH_BIN_DIR")
 BIN = Path(os.environ.get("DEPROV_BIN", Path(_BIN_DIR) / "deprov" if _BIN_DIR else TARGET / "deprov"))
 EXAMPLES = Path(_BIN_DIR) if _BIN_DIR else TARGET / "examples"
-PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/test")
+# No TLS on loopback (sqlx would negotiate it: the server offers it), as a co-located
+# PostgreSQL is run; README "Benchmarks".
+PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable")
 HOST = "127.0.0.1"
 
 

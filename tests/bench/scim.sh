@@ -7,7 +7,7 @@
 #
 # Environment: BENCH_SECS (6, per measurement), BENCH_USERS (10000), WRK_THREADS (2, at
 # c=32), BENCH_PORT (28080), BENCH_DIR (scratch directory), BENCH_PROFILE (release; debug
-# for a smoke test), BENCH_PG_URL (postgres://postgres@127.0.0.1:5432/test), BENCH_KEEP=1
+# for a smoke test), BENCH_PG_URL (postgres://postgres@127.0.0.1:5432/test?sslmode=disable), BENCH_KEEP=1
 # keeps the databases.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

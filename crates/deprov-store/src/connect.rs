@@ -30,9 +30,9 @@ use crate::StoreError;
 use crate::auth_cache::AuthCache;
 use crate::checkpoint::Checkpointer;
 use crate::migration::Migrator;
-use crate::sqlite;
 use crate::wal_sync::WalSync;
 use crate::write_batch::{WriteBatcher, WriteTxn};
+use crate::{postgres, sqlite};
 use sea_orm::TransactionTrait as _;
 
 /// Where the data lives, parsed from a database URL.
@@ -140,9 +140,16 @@ pub struct Store {
 /// one across awaits.
 const SQLITE_READERS: usize = 8;
 
+/// PostgreSQL connections for reads outside transactions (opened as needed): more would
+/// only queue in the server on these cores.
+const POSTGRES_READERS: usize = 8;
+
 /// How long a connection waits for another's lock before giving up (SQLite `busy_timeout`,
 /// PostgreSQL pool acquire).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A pooled PostgreSQL connection idle this long is pinged before use (a restarted server
+/// or a dropped connection is found then, not by the statement it was taken for).
+pub(crate) const PING_WHEN_IDLE_FOR: Duration = Duration::from_millis(500);
 
 impl Store {
     /// Opens (creating a SQLite file if needed) without migrating.
@@ -202,16 +209,36 @@ impl Store {
                     .close()
                     .await
                     .map_err(&connect_err)?;
+                let read_only = options.clone();
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(BUSY_TIMEOUT)
+                    // sqlx pings every connection it hands out: a round trip per statement
+                    // outside a transaction (a GET is one statement). Ping only connections
+                    // idle for a while, the way HikariCP's `aliveBypassWindowMs` does; one
+                    // used a moment ago is as good as its last answer.
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                                conn.ping().await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .connect_with(options)
                     .await
                     .map_err(&connect_err)?;
                 let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+                let readers = postgres::ReaderPool::new(
+                    read_only.options([("default_transaction_read_only", "on")]),
+                    POSTGRES_READERS,
+                    BUSY_TIMEOUT,
+                    PING_WHEN_IDLE_FOR,
+                );
                 Ok(Self {
                     backend: Backend::Postgres,
-                    reader: Reader(ReaderKind::Postgres(conn.clone())),
+                    reader: Reader(ReaderKind::Postgres(Arc::new(readers))),
                     writer: conn,
                     location: redacted,
                     outbox_wake: Arc::default(),
@@ -358,6 +385,9 @@ impl Store {
     /// Closes the connections, waiting for those in use to be returned (PostgreSQL; the
     /// SQLite connections close when the last handle is dropped).
     pub async fn close(self) -> Result<(), StoreError> {
+        if let ReaderKind::Postgres(readers) = &self.reader.0 {
+            readers.close().await;
+        }
         if self.backend == Backend::Postgres {
             self.writer.close().await?;
         }
@@ -366,7 +396,8 @@ impl Store {
 }
 
 /// [`Store::reader`]: on SQLite a statement takes a free read-only connection and runs on
-/// the calling thread; on PostgreSQL it goes to the pool.
+/// the calling thread; on PostgreSQL it takes a read-only connection of its own pool
+/// (postgres.rs says why not sqlx's).
 ///
 /// Not a sea-orm `DatabaseConnection` for SQLite: that type's futures hold every driver's
 /// state inline (some 15 KiB, copied twice per statement when boxed), which cost a point
@@ -377,7 +408,7 @@ pub struct Reader(ReaderKind);
 #[derive(Debug, Clone)]
 enum ReaderKind {
     Sqlite(Arc<sqlite::ReaderPool>),
-    Postgres(DatabaseConnection),
+    Postgres(Arc<postgres::ReaderPool>),
 }
 
 #[async_trait::async_trait]
@@ -385,14 +416,14 @@ impl ConnectionTrait for Reader {
     fn get_database_backend(&self) -> DbBackend {
         match &self.0 {
             ReaderKind::Sqlite(_) => DbBackend::Sqlite,
-            ReaderKind::Postgres(c) => c.get_database_backend(),
+            ReaderKind::Postgres(_) => DbBackend::Postgres,
         }
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match &self.0 {
             ReaderKind::Sqlite(pool) => pool.acquire().await.execute(&stmt),
-            ReaderKind::Postgres(c) => c.execute_raw(stmt).await,
+            ReaderKind::Postgres(pool) => pool.execute(&stmt).await,
         }
     }
 
@@ -402,21 +433,21 @@ impl ConnectionTrait for Reader {
                 pool.acquire().await.batch(sql)?;
                 Ok(ProxyExecResult::new(0, 0).into())
             }
-            ReaderKind::Postgres(c) => c.execute_unprepared(sql).await,
+            ReaderKind::Postgres(pool) => pool.execute_unprepared(sql).await,
         }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match &self.0 {
             ReaderKind::Sqlite(pool) => Ok(pool.acquire().await.query(&stmt)?.into_iter().next()),
-            ReaderKind::Postgres(c) => c.query_one_raw(stmt).await,
+            ReaderKind::Postgres(pool) => pool.query_one(&stmt).await,
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match &self.0 {
             ReaderKind::Sqlite(pool) => pool.acquire().await.query(&stmt),
-            ReaderKind::Postgres(c) => c.query_all_raw(stmt).await,
+            ReaderKind::Postgres(pool) => pool.query_all(&stmt).await,
         }
     }
 }
@@ -567,6 +598,20 @@ mod tests {
             Err(StoreError::InvalidUrl { .. })
         ));
     }
+
+    // Reads cannot write, on either backend: a bug that wrote through the reader would
+    // otherwise bypass the write batch (SQLite) and its durability.
+    crate::db_test!(
+        a_write_through_the_reader_fails,
+        |store: Store, _| async move {
+            let wrote = store
+                .reader()
+                .execute_unprepared("CREATE TABLE written_by_a_reader (x integer)")
+                .await;
+            assert!(wrote.is_err(), "{wrote:?}");
+            Ok(())
+        }
+    );
 
     #[test]
     fn passwords_never_appear_in_the_redacted_form() {

@@ -22,6 +22,7 @@ pub mod op_targets;
 pub mod operations;
 pub mod outbox;
 pub mod planner_statistics;
+mod postgres;
 pub mod scim;
 mod sqlite;
 pub mod stats;
