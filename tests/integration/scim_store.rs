@@ -1533,6 +1533,57 @@ db_test!(
     }
 );
 
+// The SCIM routes' read-modify-write: the update applies only to the version read, and
+// judges the activity change from it, so a deactivation that lands in between is neither
+// overwritten nor recorded twice.
+db_test!(
+    a_replace_of_what_was_read_refuses_a_user_changed_since,
+    |store: Store, _url| async move {
+        let t = tenant(&store, "acme").await?;
+        let c = ctx(&t, "PATCH", "/Users/a");
+        let (alice, _) = store.create_user(&c, user("alice", None, true)).await?;
+        let seen = store
+            .get_user(&t, &alice.id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("gone"))?;
+        // Someone else deactivates alice after `seen` was read.
+        store
+            .replace_seen_user(&c, &seen, user("alice", None, false))
+            .await?;
+        let r = store
+            .replace_seen_user(&c, &seen, user("alice", None, false))
+            .await;
+        assert!(
+            matches!(r, Err(StoreError::VersionMismatch { .. })),
+            "{r:?}"
+        );
+        let kinds: Vec<_> = events(&store, &t).await?.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [EventKind::Deactivated]);
+        // Read again, the same change is a no-op transition: no second event.
+        let now = store
+            .get_user(&t, &alice.id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("gone"))?;
+        assert_eq!(now.version, 2);
+        let v3 = store
+            .replace_seen_user(&c, &now, user("alice", None, false))
+            .await?;
+        assert_eq!(v3.version, 3);
+        assert_eq!(events(&store, &t).await?.len(), 1);
+        // A user deleted since it was read is not brought back.
+        store.delete_user(&c, &alice.id, None).await?;
+        let r = store
+            .replace_seen_user(&c, &v3, user("alice", None, true))
+            .await;
+        assert!(
+            matches!(r, Err(StoreError::VersionMismatch { .. })),
+            "{r:?}"
+        );
+        assert!(store.get_user(&t, &alice.id).await?.is_none());
+        Ok(())
+    }
+);
+
 db_test!(
     conditional_writes_refuse_a_stale_version,
     |store: Store, _url| async move {

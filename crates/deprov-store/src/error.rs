@@ -21,9 +21,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
-    /// A write conditioned on a version (an `If-Match` ETag, RFC 7644 §3.14) found another
-    /// version: the SCIM layer answers 412 Precondition Failed.
-    #[error("the resource has version {current}, not the expected one")]
+    /// A write conditioned on a version (an `If-Match` ETag, RFC 7644 §3.14, or the version
+    /// a read-modify-write read) found another: the SCIM layer answers 412 Precondition
+    /// Failed, or reads again. `current` is the version last read.
+    #[error("the resource is not at the expected version (last read at version {current})")]
     VersionMismatch { current: i64 },
     /// Group members that are not users (or groups) of the tenant; nothing was written. The
     /// SCIM layer answers 400 `invalidValue` (RFC 7644 §3.12).

@@ -178,11 +178,7 @@ pub async fn replace(
         check_if_match(&req, old.version)?;
         check_immutable(schema, &object(&old.resource), &normalised.resource)?;
         let write = user_write(normalised.resource.clone(), Absent::Keep(old.active))?;
-        match scim
-            .store
-            .replace_user(&ctx, &id.1, Some(old.version), write)
-            .await
-        {
+        match scim.store.replace_seen_user(&ctx, &old, write).await {
             Ok(rec) => return respond(&scim, StatusCode::OK, rec, &projection),
             Err(StoreError::VersionMismatch { .. })
                 if super::if_match(&req).is_none() && attempt < RETRIES =>
@@ -232,11 +228,7 @@ pub async fn patch(
             return respond(&scim, StatusCode::OK, old, &projection);
         }
         let write = user_write(patched.resource, Absent::Unassigned)?;
-        match scim
-            .store
-            .replace_user(&ctx, &id.1, Some(old.version), write)
-            .await
-        {
+        match scim.store.replace_seen_user(&ctx, &old, write).await {
             Ok(rec) => return respond(&scim, StatusCode::OK, rec, &projection),
             Err(StoreError::VersionMismatch { .. })
                 if super::if_match(&req).is_none() && attempt < RETRIES =>

@@ -133,7 +133,9 @@ async fn insert_user(
     Ok(model)
 }
 
-/// Replaces the attributes of `old` (locked in `txn`) and bumps its version.
+/// Replaces the attributes of `old` and bumps its version, if the row is still at
+/// `old.version` (locked in `txn`, or as read before it); [`StoreError::VersionMismatch`]
+/// otherwise, also when the row is gone.
 async fn update_user(
     txn: &WriteTxn,
     backend: Backend,
@@ -199,7 +201,6 @@ async fn update_user(
         }
     })?;
     if done.rows_affected() != 1 {
-        // Unreachable while the row is locked; refuse rather than write over a change.
         return Err(StoreError::VersionMismatch {
             current: old.version,
         });
@@ -312,6 +313,41 @@ impl Store {
             .await?
             .ok_or_else(|| not_found(id))?;
         check_version(expected_version, old.version)?;
+        let new = update_user(&txn, backend, &old, write).await?;
+        let deliveries = record_activity(&txn, backend, ctx, old.active, &new).await?;
+        self.commit(txn).await?;
+        self.wake_outbox_if(deliveries);
+        Ok(new.into())
+    }
+
+    /// Replaces the attributes of a user as the caller read it (`seen`, from
+    /// [`Store::get_user`]): a read-modify-write in one statement fewer than
+    /// [`Store::replace_user`], which locks the row first. Refused with
+    /// [`StoreError::VersionMismatch`] when the user changed (or went) since it was read;
+    /// the caller reads again. The `active` transition is judged from `seen`, which is the
+    /// row the update replaced, so no deactivation goes unrecorded.
+    #[instrument(skip_all, fields(tenant = %ctx.tenant_id, request_id = %ctx.request_id, user = %seen.id))]
+    pub async fn replace_seen_user(
+        &self,
+        ctx: &RequestContext,
+        seen: &UserRecord,
+        write: UserWrite,
+    ) -> Result<UserRecord, StoreError> {
+        let backend = self.backend();
+        let old = user::Model {
+            id: seen.id.clone(),
+            tenant_id: ctx.tenant_id.clone(),
+            user_name: seen.user_name.clone(),
+            user_name_folded: fold(&seen.user_name),
+            external_id: seen.external_id.clone(),
+            display_name: seen.display_name.clone(),
+            active: seen.active,
+            resource: serde_json::Value::Null,
+            version: seen.version,
+            created_at: seen.created_at,
+            updated_at: seen.updated_at,
+        };
+        let txn = self.begin_write().await?;
         let new = update_user(&txn, backend, &old, write).await?;
         let deliveries = record_activity(&txn, backend, ctx, old.active, &new).await?;
         self.commit(txn).await?;
