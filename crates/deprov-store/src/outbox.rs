@@ -331,21 +331,26 @@ impl Store {
             txn.commit().await?;
             return Ok(Vec::new());
         }
-        delivery::Entity::update_many()
+        let lease = delivery::Entity::update_many()
             .col_expr(delivery::Column::LeaseOwner, Expr::value(owner))
             .col_expr(
                 delivery::Column::LeaseExpiresAt,
                 Expr::value(now + lease_ms),
             )
             .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
-            .filter(delivery::Column::Id.is_in(chosen.clone()))
-            .exec(&txn)
-            .await?;
+            .filter(delivery::Column::Id.is_in(chosen.clone()));
+        // PostgreSQL returns the leased rows with the UPDATE: a round trip fewer on every
+        // claim. SQLite (in process, no round trips) reads them back.
+        let mut deliveries = if txn.support_returning() {
+            lease.exec_with_returning(&txn).await?
+        } else {
+            lease.exec(&txn).await?;
+            delivery::Entity::find()
+                .filter(delivery::Column::Id.is_in(chosen))
+                .all(&txn)
+                .await?
+        };
         // Ordered here, not by SQL: sorting is off for this transaction (see above).
-        let mut deliveries = delivery::Entity::find()
-            .filter(delivery::Column::Id.is_in(chosen))
-            .all(&txn)
-            .await?;
         deliveries.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
         let event_ids: Vec<String> = deliveries.iter().map(|d| d.event_id.clone()).collect();
         let target_ids: Vec<String> = deliveries.iter().map(|d| d.target_id.clone()).collect();
