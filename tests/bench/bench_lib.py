@@ -185,6 +185,29 @@ def pg_data_directory() -> Path | None:
         return None
 
 
+def pgbench_rate(seconds: float, clients: int, threads: int) -> dict | None:
+    """PostgreSQL's own rate for a small write transaction on this machine: pgbench's
+    `simple-update` (BEGIN; UPDATE; SELECT; INSERT; END, prepared, five round trips: the
+    shape of a SCIM deactivation, from a C client with no HTTP), at `clients` connections,
+    in a scratch database that is dropped afterwards. None when pgbench is missing."""
+    if shutil.which("pgbench") is None:
+        return None
+    u = urllib.parse.urlparse(PG_URL)
+    url = urllib.parse.urlunparse(u._replace(path="/deprov_pgbench"))
+    psql("DROP DATABASE IF EXISTS deprov_pgbench")
+    psql("CREATE DATABASE deprov_pgbench")
+    try:
+        subprocess.run(["pgbench", "-i", "-q", "-s", "1", url], capture_output=True, text=True, timeout=120, check=True)
+        r = subprocess.run(
+            ["pgbench", "-M", "prepared", "-b", "simple-update", "-c", str(clients), "-j", str(threads), "-T", str(int(seconds)), url],
+            capture_output=True, text=True, timeout=seconds + 120, check=True,
+        )
+        tps = next(float(line.split("=")[1].split()[0]) for line in r.stdout.splitlines() if line.startswith("tps"))
+        return {"transactions_per_sec": round(tps, 1), "clients": clients, "script": "simple-update"}
+    finally:
+        psql("DROP DATABASE IF EXISTS deprov_pgbench")
+
+
 def pg_settings() -> dict:
     names = ["synchronous_commit", "fsync", "wal_sync_method", "commit_delay", "shared_buffers", "max_connections"]
     out = {}

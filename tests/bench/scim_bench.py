@@ -4,7 +4,8 @@ Seeds BENCH_USERS (10,000) users through SCIM, then measures with wrk on 127.0.0
 concurrency 1 and 32: GET by id, filter userName eq, PATCH active (every request a change of
 state), POST, DELETE; on SQLite and/or PostgreSQL. In the same run: the HTTP ceiling (the
 http_ceiling example: actix-web answering the same JSON from memory) and the single-stream
-fsync rate of the data directories. Prints a Markdown table and the ratios the issue asks for;
+fsync rate of the data directories, and with PostgreSQL, pgbench's simple-update (PostgreSQL's own
+rate for a write transaction of the same shape). Prints a Markdown table and the ratios the issue asks for;
 writes everything as JSON to $BENCH_DIR/scim-results.json.
 """
 
@@ -33,6 +34,7 @@ from bench_lib import (
     parallel,
     pg_data_directory,
     pg_settings,
+    pgbench_rate,
     postgres_pids,
     step,
     uptime,
@@ -68,6 +70,10 @@ def run(backends: list[str]):
                 results["fsync"]["postgres_dir"] = fsync_rate(pgdir, 3.0, "append")
             results["pg_settings"] = pg_settings()
         log(f"   {results['fsync']}")
+    if "postgres" in backends:
+        with step(f"pgbench simple-update at c={C_HIGH} (PostgreSQL's own write ceiling here)"):
+            results["pgbench"] = pgbench_rate(SECS, C_HIGH, WRK_THREADS)
+            log(f"   {results['pgbench']}")
 
     for backend in backends:
         run_backend(backend, root, results)
@@ -207,6 +213,10 @@ def report(results: dict):
     out.append("")
     for k, v in f.items():
         out.append(f"fsync ({k}): {v['per_sec']:.0f}/s ({v['mode']}, 4 KiB + fdatasync, {v['dir']})")
+    if results.get("pgbench"):
+        pgb = results["pgbench"]
+        vs = f" = {pgb['transactions_per_sec'] / f['postgres_dir']['per_sec']:.2f}× fsync" if f.get("postgres_dir") else ""
+        out.append(f"pgbench {pgb['script']} at c={pgb['clients']} (prepared, same PostgreSQL, no TLS): {pgb['transactions_per_sec']:.0f} transactions/s{vs}")
     for b, s in results.get("seed", {}).items():
         out.append(f"seeding {b}: {s['users']} users in {s['secs']} s = {s['per_sec']:.0f}/s (Python client, {SEED_CONCURRENCY} threads)")
     for b, kib in results.get("rss_kib", {}).items():
@@ -231,7 +241,9 @@ def report(results: dict):
                 ratio = r["rps"] / fs["per_sec"]
                 p99 = r["p99_us"] / 1000
                 ok = ratio >= 1.5 and p99 < 50
-                out.append(f"- {backend} {op}: {r['rps']:.0f} req/s = {ratio:.2f}× fsync ({fs['per_sec']:.0f}/s; target ≥ 1.5×), p99 {p99:.1f} ms (target < 50): {'MET' if ok else 'NOT MET'}")
+                pgb = results.get("pgbench") if backend == "postgres" else None
+                beside = f"; {r['rps'] / pgb['transactions_per_sec']:.2f}× pgbench simple-update" if pgb else ""
+                out.append(f"- {backend} {op}: {r['rps']:.0f} req/s = {ratio:.2f}× fsync ({fs['per_sec']:.0f}/s; target ≥ 1.5×){beside}, p99 {p99:.1f} ms (target < 50): {'MET' if ok else 'NOT MET'}")
     text = "\n".join(out)
     print(text, flush=True)
 
