@@ -576,3 +576,72 @@ db_test!(
         Ok(())
     }
 );
+
+db_test!(
+    a_retry_is_not_held_up_by_a_slow_attempt_of_another_target,
+    |store: Store, _url| async move {
+        // `app` answers 503 once, then 200; `slow` takes 6 s to answer. The retry of `app`
+        // is due a few milliseconds after its first attempt and must go out then, not when
+        // the worker next has nothing in flight or its 5 s poll comes round.
+        let quick = Receiver::start(vec![(503, "busy"), (200, "")])?;
+        let tenant = tenant_with_rp(&store, &quick.url).await?;
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let slow_url = format!("http://{}/backchannel-logout", listener.local_addr()?);
+        let slow = HttpServer::new(|| {
+            App::new().route(
+                "/backchannel-logout",
+                web::post().to(|| async {
+                    tokio::time::sleep(Duration::from_secs(6)).await;
+                    HttpResponse::Ok().finish()
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let slow_handle = slow.handle();
+        tokio::spawn(slow);
+        store
+            .add_relying_party(
+                "acme",
+                NewRelyingParty {
+                    client_id: "slow".into(),
+                    backchannel_logout_uri: url::Url::parse(&slow_url)?,
+                    subject: SubjectMapping::UserName,
+                    alg: SigningAlgorithm::ES256,
+                    require_sid: false,
+                    issuer: None,
+                    kid: None,
+                    groups: vec![],
+                    enabled: true,
+                },
+                "test",
+            )
+            .await?;
+        let w = Arc::new(worker(&store, "w1").await?);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(w.clone().run(cancel.clone()));
+        let started = std::time::Instant::now();
+        let (_, n) = deactivation(&store, &tenant, "ada").await?;
+        assert_eq!(n, 2);
+        // What the SCIM store does after a commit that enqueued work (PostgreSQL's NOTIFY
+        // would wake the worker anyway).
+        store.outbox_wake().notify_one();
+        while quick.count() < 2 && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = started.elapsed();
+        cancel.cancel();
+        running.await?;
+        let sent = quick.count();
+        quick.stop().await;
+        slow_handle.stop(false).await;
+        assert_eq!(sent, 2, "the retry never went out");
+        assert!(
+            took < Duration::from_secs(2),
+            "the retry went out after {took:?}, held up by the slow target"
+        );
+        Ok(())
+    }
+);

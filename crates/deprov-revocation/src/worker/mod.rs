@@ -220,6 +220,13 @@ impl Worker {
         }
         let in_flight: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let mut tasks: JoinSet<()> = JoinSet::new();
+        // Whether due work may be waiting that the last claim left: it filled every slot,
+        // or some target was at its per-target limit. Only then is the end of an attempt
+        // (which frees one slot) worth a claim; otherwise new work comes with a wake-up and
+        // retries with the timer, and a claim would find nothing (one empty write
+        // transaction per attempt of a fan-out).
+        let mut more_may_wait = true;
+        let mut claim = true;
         tracing::info!(owner = %self.config.owner, "delivery worker started");
         loop {
             if cancel.is_cancelled() {
@@ -231,7 +238,11 @@ impl Worker {
             // Claim in batches: one claim per finished attempt would cost a write
             // transaction per delivery.
             let batch = (self.config.concurrency / 4).max(1);
-            if capacity >= batch || (capacity > 0 && tasks.is_empty()) {
+            let room = capacity >= batch || (capacity > 0 && tasks.is_empty());
+            // A claim skipped as pointless: retries an attempt just scheduled are timed from
+            // the queue, not left to the poll interval.
+            let timer_from_queue = room && !claim;
+            if room && claim {
                 let snapshot = in_flight.lock().map(|m| m.clone()).unwrap_or_default();
                 match self
                     .store
@@ -247,6 +258,7 @@ impl Worker {
                     Ok(claimed) => {
                         saturated = claimed.len() == capacity;
                         claimed_none = claimed.is_empty();
+                        more_may_wait = saturated;
                         for c in claimed {
                             let target = c.delivery.target_id.clone();
                             if let Ok(mut m) = in_flight.lock() {
@@ -270,13 +282,18 @@ impl Worker {
                         }
                     }
                     Err(e) => {
+                        more_may_wait = true;
                         tracing::warn!(error = %e, "cannot claim deliveries; retrying shortly");
                     }
                 }
+                let per_target = self.config.per_target;
+                more_may_wait |= in_flight
+                    .lock()
+                    .map_or(true, |m| m.values().any(|&n| n >= per_target));
             }
             let sleep_for = if saturated {
                 Duration::ZERO
-            } else if claimed_none && !tasks.is_empty() {
+            } else if claimed_none && !tasks.is_empty() && !timer_from_queue {
                 // What is due waits for a busy target: the end of one of our own attempts
                 // (or new work) wakes us, not a timer.
                 self.config.idle_poll
@@ -289,10 +306,11 @@ impl Worker {
                     _ => self.config.idle_poll,
                 }
             };
+            claim = true;
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = wake.notified() => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => claim = more_may_wait,
                 _ = tokio::time::sleep(sleep_for.max(Duration::from_millis(if saturated { 0 } else { 10 }))) => {}
             }
         }
