@@ -131,8 +131,6 @@ pub struct Store {
     pub(crate) auth_cache: Arc<AuthCache>,
     /// SQLite only: concurrent writes share a transaction (see write_batch.rs).
     write_batch: Option<Arc<WriteBatcher>>,
-    /// SQLite only: the connections behind `reader`, for read snapshots.
-    readers: Option<Arc<sqlite::ReaderPool>>,
 }
 
 /// Read-only connections a SQLite store reads through, one per statement or snapshot.
@@ -169,8 +167,7 @@ impl Store {
                 let writer = sqlite::open(path, false, BUSY_TIMEOUT).map_err(&sqlite_err)?;
                 let readers = sqlite::ReaderPool::open(path, SQLITE_READERS, BUSY_TIMEOUT)
                     .map_err(&sqlite_err)?;
-                let readers = Arc::new(readers);
-                let reader = Reader(ReaderKind::Sqlite(readers.clone()));
+                let reader = Reader(ReaderKind::Sqlite(Arc::new(readers)));
                 let checkpointer = Checkpointer::start(path, BUSY_TIMEOUT).map_err(&sqlite_err)?;
                 let batcher = Arc::new(WriteBatcher::new(sqlite::Conn::new(writer), checkpointer));
                 let wal_sync = Arc::new(WalSync::for_database(path));
@@ -192,7 +189,6 @@ impl Store {
                     wal_sync: Some(wal_sync),
                     auth_cache: Arc::default(),
                     write_batch: Some(batcher),
-                    readers: Some(readers),
                 })
             }
             DatabaseLocation::Postgres(url) => {
@@ -245,7 +241,6 @@ impl Store {
                     wal_sync: None,
                     auth_cache: Arc::default(),
                     write_batch: None,
-                    readers: None,
                 })
             }
         }
@@ -297,9 +292,11 @@ impl Store {
     /// A read transaction: every statement sees one snapshot. Finish it with
     /// [`ReadTxn::finish`].
     pub async fn begin_read(&self) -> Result<ReadTxn, StoreError> {
-        Ok(match &self.readers {
-            Some(readers) => ReadTxn::Sqlite(sqlite::ReadSnapshot::begin(readers.acquire().await)?),
-            None => ReadTxn::Postgres(
+        Ok(match &self.reader.0 {
+            ReaderKind::Sqlite(readers) => {
+                ReadTxn::Sqlite(sqlite::ReadSnapshot::begin(readers.acquire().await)?)
+            }
+            ReaderKind::Postgres(_) => ReadTxn::Postgres(
                 self.writer
                     .begin_with_config(
                         Some(sea_orm::IsolationLevel::RepeatableRead),

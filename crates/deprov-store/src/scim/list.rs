@@ -11,10 +11,10 @@ use crate::{Store, StoreError};
 /// `table`, both from one snapshot of the data.
 ///
 /// A filtered list (what identity providers send: `userName eq "…"` before every create)
-/// is one statement: the first page, which is the whole answer when it is not full, or
-/// else the page with a window function that counts every match. An unfiltered list
-/// counts and reads in one read-only transaction instead, because the window would read
-/// every row of the tenant to return one page.
+/// reads its answer with one statement: a first page that is not full is its own count;
+/// any other page carries a window function that counts every match (a full first page is
+/// read again with it). An unfiltered list counts and reads in one read-only transaction
+/// instead, because the window would read every row of the tenant to return one page.
 pub(crate) async fn list_rows<M: FromQueryResult>(
     store: &Store,
     table: &'static str,
