@@ -109,11 +109,17 @@ async fn tenant_with_rp(store: &Store, uri: &str) -> anyhow::Result<String> {
     let created = store
         .create_tenant(&TenantName::parse("acme")?, "test")
         .await?;
+    add_rp(store, "app", uri).await?;
+    Ok(created.tenant.id)
+}
+
+/// A tenant-wide ES256 relying party of tenant `acme`, logging out at `uri`.
+async fn add_rp(store: &Store, client_id: &str, uri: &str) -> anyhow::Result<()> {
     store
         .add_relying_party(
             "acme",
             NewRelyingParty {
-                client_id: "app".into(),
+                client_id: client_id.into(),
                 backchannel_logout_uri: url::Url::parse(uri)?,
                 subject: SubjectMapping::UserName,
                 alg: SigningAlgorithm::ES256,
@@ -126,7 +132,7 @@ async fn tenant_with_rp(store: &Store, uri: &str) -> anyhow::Result<String> {
             "test",
         )
         .await?;
-    Ok(created.tenant.id)
+    Ok(())
 }
 
 /// Writes an event and its deliveries the way a SCIM change does: one transaction.
@@ -602,23 +608,7 @@ db_test!(
         .run();
         let slow_handle = slow.handle();
         tokio::spawn(slow);
-        store
-            .add_relying_party(
-                "acme",
-                NewRelyingParty {
-                    client_id: "slow".into(),
-                    backchannel_logout_uri: url::Url::parse(&slow_url)?,
-                    subject: SubjectMapping::UserName,
-                    alg: SigningAlgorithm::ES256,
-                    require_sid: false,
-                    issuer: None,
-                    kid: None,
-                    groups: vec![],
-                    enabled: true,
-                },
-                "test",
-            )
-            .await?;
+        add_rp(&store, "slow", &slow_url).await?;
         let w = Arc::new(worker(&store, "w1").await?);
         let cancel = tokio_util::sync::CancellationToken::new();
         let running = tokio::spawn(w.clone().run(cancel.clone()));
