@@ -21,8 +21,8 @@ use sea_orm::sqlx::Connection as _;
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    ExecResult, ProxyDatabaseTrait, ProxyExecResult, ProxyRow, QueryResult, SqlxPostgresConnector,
-    Statement,
+    ExecResult, FromQueryResult, ProxyDatabaseTrait, ProxyExecResult, ProxyRow, QueryResult,
+    SqlxPostgresConnector, Statement,
 };
 use sea_orm_migration::MigratorTrait;
 
@@ -30,6 +30,7 @@ use crate::StoreError;
 use crate::auth_cache::AuthCache;
 use crate::checkpoint::Checkpointer;
 use crate::migration::Migrator;
+use crate::sqlite::Decode;
 use crate::wal_sync::WalSync;
 use crate::write_batch::{WriteBatcher, WriteTxn};
 use crate::{postgres, sqlite};
@@ -449,6 +450,40 @@ impl ConnectionTrait for Reader {
     }
 }
 
+impl Reader {
+    /// The rows of `M` a query returns; its SELECT lists [`Decode::COLUMNS`] first. On
+    /// SQLite they are decoded by position (see [`Decode`]).
+    pub(crate) async fn rows<M: Decode + FromQueryResult>(
+        &self,
+        stmt: Statement,
+    ) -> Result<Vec<M>, DbErr> {
+        match &self.0 {
+            ReaderKind::Sqlite(pool) => pool.acquire().await.rows(&stmt, M::decode),
+            ReaderKind::Postgres(_) => M::find_by_statement(stmt).all(self).await,
+        }
+    }
+
+    /// As [`Reader::rows`], each with the integer column `extra` that follows `M`'s
+    /// columns (a window's count).
+    pub(crate) async fn rows_with<M: Decode + FromQueryResult>(
+        &self,
+        stmt: Statement,
+        extra: &str,
+    ) -> Result<Vec<(M, i64)>, DbErr> {
+        match &self.0 {
+            ReaderKind::Sqlite(pool) => pool.acquire().await.rows(&stmt, |row| {
+                Ok((M::decode(row)?, row.get(M::COLUMNS.len())?))
+            }),
+            ReaderKind::Postgres(pool) => pool
+                .query_all(&stmt)
+                .await?
+                .iter()
+                .map(|row| Ok((M::from_query_result(row, "")?, row.try_get("", extra)?)))
+                .collect(),
+        }
+    }
+}
+
 /// A read transaction from [`Store::begin_read`].
 #[derive(Debug)]
 pub enum ReadTxn {
@@ -457,6 +492,17 @@ pub enum ReadTxn {
 }
 
 impl ReadTxn {
+    /// As [`Reader::rows`], in this transaction.
+    pub(crate) async fn rows<M: Decode + FromQueryResult>(
+        &self,
+        stmt: Statement,
+    ) -> Result<Vec<M>, DbErr> {
+        match self {
+            Self::Sqlite(snapshot) => snapshot.rows(&stmt, M::decode),
+            Self::Postgres(txn) => M::find_by_statement(stmt).all(txn).await,
+        }
+    }
+
     pub async fn finish(self) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(snapshot) => snapshot.finish()?,
@@ -606,6 +652,96 @@ mod tests {
                 .execute_unprepared("CREATE TABLE written_by_a_reader (x integer)")
                 .await;
             assert!(wrote.is_err(), "{wrote:?}");
+            Ok(())
+        }
+    );
+
+    // Users and groups are read by position on SQLite (`Decode`); what they decode to must
+    // be what sea-orm's entity reads by name, for every column and for NULLs.
+    crate::db_test!(
+        rows_read_by_position_match_rows_read_by_name,
+        |store: Store, _| async move {
+            use crate::entity::{group, user};
+            use crate::scim::{GroupWrite, RequestContext, UserWrite};
+            let tenant = store
+                .create_tenant(&deprov_core::tenant::TenantName::parse("t")?, "test")
+                .await?
+                .tenant;
+            let ctx = RequestContext {
+                tenant_id: tenant.id.clone(),
+                request_id: "r".to_owned(),
+                method: "POST".to_owned(),
+                path: "/Users".to_owned(),
+                actor: "test".to_owned(),
+            };
+            for (name, external, display, active) in [
+                ("Ann@Example.com", Some("e-1"), Some("Ann É"), true),
+                ("bob", None, None, false),
+            ] {
+                let write = UserWrite {
+                    user_name: name.to_owned(),
+                    external_id: external.map(str::to_owned),
+                    display_name: display.map(str::to_owned),
+                    active,
+                    resource: serde_json::json!({"userName": name, "name": {"givenName": "G"}}),
+                };
+                let (created, _) = store.create_user(&ctx, write.clone()).await?;
+                // A second version, at a later time: every column differs from its neighbour.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                store.replace_user(&ctx, &created.id, None, write).await?;
+            }
+            let group = GroupWrite {
+                display_name: "Admins".to_owned(),
+                external_id: None,
+                resource: serde_json::json!({"displayName": "Admins"}),
+            };
+            store.create_group(&ctx, group, Vec::new()).await?;
+
+            let select = |table: &str, list: String| {
+                Statement::from_string(
+                    store.reader().get_database_backend(),
+                    format!("SELECT {list} FROM {table} x ORDER BY x.id"),
+                )
+            };
+            let by_position = store
+                .reader()
+                .rows::<user::Model>(select("users", user::Model::select("x")))
+                .await?;
+            let by_name = user::Model::find_by_statement(select("users", "*".to_owned()))
+                .all(store.reader())
+                .await?;
+            assert_eq!(by_position.len(), 2);
+            assert_eq!(by_position, by_name);
+            let counted = store
+                .reader()
+                .rows_with::<user::Model>(
+                    select(
+                        "users",
+                        format!("{}, COUNT(*) OVER () AS n", user::Model::select("x")),
+                    ),
+                    "n",
+                )
+                .await?;
+            assert_eq!(
+                counted,
+                by_name.into_iter().map(|m| (m, 2)).collect::<Vec<_>>()
+            );
+
+            let by_position = store
+                .reader()
+                .rows::<group::Model>(select("groups", group::Model::select("x")))
+                .await?;
+            let by_name = group::Model::find_by_statement(select("groups", "*".to_owned()))
+                .all(store.reader())
+                .await?;
+            assert_eq!(by_position.len(), 1);
+            assert_eq!(by_position, by_name);
+            let txn = store.begin_read().await?;
+            let in_txn = txn
+                .rows::<group::Model>(select("groups", group::Model::select("x")))
+                .await?;
+            txn.finish().await?;
+            assert_eq!(in_txn, by_name);
             Ok(())
         }
     );

@@ -13,8 +13,10 @@
 //!
 //! - [`ReaderPool`]: read-only connections behind [`Store::reader`](crate::Store::reader).
 //! - [`Conn`]: one connection, used by a write batch (write_batch.rs) or a read snapshot.
+//! - [`Decode`]: the rows deprov reads most (users and groups) decoded by position,
+//!   without the proxy row.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -89,26 +91,84 @@ pub(crate) fn open(path: &Path, read_only: bool, busy: Duration) -> Result<Conne
 /// One connection, usable from async code. The lock is only ever held for one statement
 /// (the caller's exclusive use, for a transaction, comes from elsewhere).
 #[derive(Debug)]
-pub(crate) struct Conn(std::sync::Mutex<Connection>);
+pub(crate) struct Conn(std::sync::Mutex<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    conn: Connection,
+    /// The columns of each query's result, by SQL: asking SQLite for the names and declared
+    /// types of a result and classifying them cost more than a point read's own step. The
+    /// schema is migrated before anything reads, so a SQL text's columns do not change.
+    columns: HashMap<String, Columns>,
+}
+
+type Columns = Arc<[(String, Kind)]>;
+
+/// A row type read straight from SQLite by position, without sea-orm's proxy row (a
+/// `BTreeMap` from column name to value built per row, then a lookup and a clone per
+/// field). Its SELECTs list [`Decode::COLUMNS`], in order, before any other column.
+pub(crate) trait Decode: Sized {
+    /// The table's columns, in the order [`Decode::decode`] reads them.
+    const COLUMNS: &'static [&'static str];
+
+    fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+
+    /// The select list: [`Decode::COLUMNS`], each qualified by `alias`.
+    fn select(alias: &str) -> String {
+        let mut list = String::new();
+        for (i, column) in Self::COLUMNS.iter().enumerate() {
+            if i > 0 {
+                list.push_str(", ");
+            }
+            list.push_str(alias);
+            list.push('.');
+            list.push_str(column);
+        }
+        list
+    }
+}
+
+/// A JSON column of a [`Decode`] row.
+pub(crate) fn json_column(
+    row: &rusqlite::Row<'_>,
+    i: usize,
+) -> rusqlite::Result<serde_json::Value> {
+    let text = row.get_ref(i)?;
+    let bytes = match text {
+        ValueRef::Text(t) | ValueRef::Blob(t) => t,
+        other => {
+            return Err(rusqlite::Error::InvalidColumnType(
+                i,
+                "json".to_owned(),
+                other.data_type(),
+            ));
+        }
+    };
+    serde_json::from_slice(bytes)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, text.data_type(), e.into()))
+}
 
 impl Conn {
     pub(crate) fn new(conn: Connection) -> Self {
-        Self(std::sync::Mutex::new(conn))
+        Self(std::sync::Mutex::new(Inner {
+            conn,
+            columns: HashMap::new(),
+        }))
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, DbErr>) -> Result<T, DbErr> {
-        let conn = self
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> Result<T, DbErr>) -> Result<T, DbErr> {
+        let mut inner = self
             .0
             .lock()
             .map_err(|_| DbErr::Custom("a SQLite connection was poisoned".to_owned()))?;
-        f(&conn)
+        f(&mut inner)
     }
 
     /// Runs SQL without parameters (transaction control). A single statement is prepared
     /// once and kept: `SAVEPOINT`/`RELEASE`/`COMMIT` run for every write, and parsing them
     /// each time cost more than running them.
     pub(crate) fn batch(&self, sql: &str) -> Result<(), DbErr> {
-        self.with(|c| {
+        self.with(|Inner { conn: c, .. }| {
             if sql.contains(';') {
                 return c.execute_batch(sql).map_err(exec_err);
             }
@@ -121,15 +181,39 @@ impl Conn {
 
     /// Whether no transaction is open (SQLite rolls back by itself after some errors).
     pub(crate) fn in_autocommit(&self) -> bool {
-        self.with(|c| Ok(c.is_autocommit())).unwrap_or(true)
+        self.with(|inner| Ok(inner.conn.is_autocommit()))
+            .unwrap_or(true)
     }
 
     pub(crate) fn execute(&self, stmt: &Statement) -> Result<ExecResult, DbErr> {
-        self.with(|c| execute(c, stmt))
+        self.with(|inner| execute(&inner.conn, stmt))
     }
 
     pub(crate) fn query(&self, stmt: &Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.with(|c| Ok(query(c, stmt)?.into_iter().map(QueryResult::from).collect()))
+        self.with(|inner| {
+            Ok(query(inner, stmt)?
+                .into_iter()
+                .map(QueryResult::from)
+                .collect())
+        })
+    }
+
+    /// The rows of a query, each read by `row` (a [`Decode`] row, say).
+    pub(crate) fn rows<T>(
+        &self,
+        stmt: &Statement,
+        mut row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, DbErr> {
+        self.with(|inner| {
+            let mut prepared = inner.conn.prepare_cached(&stmt.sql).map_err(query_err)?;
+            bind(&mut prepared, stmt).map_err(query_err)?;
+            let mut rows = prepared.raw_query();
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().map_err(query_err)? {
+                out.push(row(r).map_err(query_err)?);
+            }
+            Ok(out)
+        })
     }
 }
 
@@ -155,13 +239,24 @@ fn execute(conn: &Connection, stmt: &Statement) -> Result<ExecResult, DbErr> {
     .into())
 }
 
-fn query(conn: &Connection, stmt: &Statement) -> Result<Vec<ProxyRow>, DbErr> {
-    let mut prepared = conn.prepare_cached(&stmt.sql).map_err(query_err)?;
-    let columns: Vec<(String, Kind)> = prepared
-        .columns()
-        .iter()
-        .map(|c| (c.name().to_owned(), Kind::of(c.decl_type())))
-        .collect();
+fn query(inner: &mut Inner, stmt: &Statement) -> Result<Vec<ProxyRow>, DbErr> {
+    let mut prepared = inner.conn.prepare_cached(&stmt.sql).map_err(query_err)?;
+    let columns = match inner.columns.get(&stmt.sql) {
+        Some(columns) => columns.clone(),
+        None => {
+            let columns: Columns = prepared
+                .columns()
+                .iter()
+                .map(|c| (c.name().to_owned(), Kind::of(c.decl_type())))
+                .collect();
+            // Bounded like the statement cache; the SQL deprov sends repeats.
+            if inner.columns.len() >= STATEMENT_CACHE {
+                inner.columns.clear();
+            }
+            inner.columns.insert(stmt.sql.clone(), columns.clone());
+            columns
+        }
+    };
     bind(&mut prepared, stmt).map_err(query_err)?;
     let mut rows = prepared.raw_query();
     let mut out = Vec::new();
@@ -375,6 +470,14 @@ impl ReadSnapshot {
     pub(crate) fn begin(conn: OwnedMutexGuard<Conn>) -> Result<Self, DbErr> {
         conn.batch("BEGIN")?;
         Ok(Self { conn, open: true })
+    }
+
+    pub(crate) fn rows<T>(
+        &self,
+        stmt: &Statement,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, DbErr> {
+        self.conn.rows(stmt, row)
     }
 
     pub(crate) fn finish(mut self) -> Result<(), DbErr> {

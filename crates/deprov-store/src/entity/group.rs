@@ -21,3 +21,31 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl crate::sqlite::Decode for Model {
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "tenant_id",
+        "display_name",
+        "display_name_folded",
+        "external_id",
+        "resource",
+        "version",
+        "created_at",
+        "updated_at",
+    ];
+
+    fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            tenant_id: row.get(1)?,
+            display_name: row.get(2)?,
+            display_name_folded: row.get(3)?,
+            external_id: row.get(4)?,
+            resource: crate::sqlite::json_column(row, 5)?,
+            version: row.get(6)?,
+            created_at: row.get(7)?,
+            updated_at: row.get(8)?,
+        })
+    }
+}

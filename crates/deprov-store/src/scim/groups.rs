@@ -21,6 +21,7 @@ use super::users::check_version;
 use super::{GroupRecord, GroupWrite, RequestContext, fold};
 use crate::WriteTxn;
 use crate::entity::{group, user};
+use crate::sqlite::Decode as _;
 use crate::{Backend, Store, StoreError, now_millis};
 
 fn not_found(id: &str) -> StoreError {
@@ -350,12 +351,11 @@ impl Store {
         let mut sql = Sql::new(self.backend());
         let (i, t) = (sql.bind(id.to_owned()), sql.bind(tenant_id.to_owned()));
         sql.push(&format!(
-            "SELECT * FROM groups WHERE id = {i} AND tenant_id = {t}"
+            "SELECT {} FROM groups g WHERE g.id = {i} AND g.tenant_id = {t}",
+            group::Model::select("g")
         ));
-        let Some(model) = group::Model::find_by_statement(sql.build())
-            .one(self.reader())
-            .await?
-        else {
+        let rows = self.reader().rows::<group::Model>(sql.build()).await?;
+        let Some(model) = rows.into_iter().next() else {
             return Ok(None);
         };
         let members = if include_members {

@@ -5,6 +5,7 @@ use sea_orm::{ConnectionTrait, FromQueryResult};
 
 use super::filter::{self, ROW};
 use super::sql::Sql;
+use crate::sqlite::Decode;
 use crate::{Store, StoreError};
 
 /// `total` (every match, RFC 7644 §3.4.2 `totalResults`) and the requested page of rows of
@@ -15,7 +16,7 @@ use crate::{Store, StoreError};
 /// any other page carries a window function that counts every match (a full first page is
 /// read again with it). An unfiltered list counts and reads in one read-only transaction
 /// instead, because the window would read every row of the tenant to return one page.
-pub(crate) async fn list_rows<M: FromQueryResult>(
+pub(crate) async fn list_rows<M: Decode + FromQueryResult>(
     store: &Store,
     table: &'static str,
     kind: ResourceKind,
@@ -47,8 +48,9 @@ pub(crate) async fn list_rows<M: FromQueryResult>(
         let offset =
             sql.bind(i64::try_from(query.start_index.saturating_sub(1)).unwrap_or(i64::MAX));
         sql.push(&format!(
-            "SELECT {ROW}.*{total_column} FROM {table} {ROW} WHERE {cond} \
-             ORDER BY {order} LIMIT {limit} OFFSET {offset}"
+            "SELECT {}{total_column} FROM {table} {ROW} WHERE {cond} \
+             ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+            M::select(ROW)
         ));
         Ok(sql)
     };
@@ -56,9 +58,7 @@ pub(crate) async fn list_rows<M: FromQueryResult>(
     if query.count > 0 && query.filter.is_some() && query.start_index <= 1 {
         // What identity providers send matches one user or none: a first page that is not
         // full holds every match, so it is its own count, without a window over the rows.
-        let rows = M::find_by_statement(page("")?.build())
-            .all(store.reader())
-            .await?;
+        let rows = store.reader().rows::<M>(page("")?.build()).await?;
         if (rows.len() as u64) < query.count {
             return Ok((rows.len() as u64, rows));
         }
@@ -67,14 +67,10 @@ pub(crate) async fn list_rows<M: FromQueryResult>(
     if query.count > 0 && query.filter.is_some() {
         let rows = store
             .reader()
-            .query_all_raw(page(", COUNT(*) OVER () AS total_n")?.build())
+            .rows_with::<M>(page(", COUNT(*) OVER () AS total_n")?.build(), "total_n")
             .await?;
-        if let Some(first) = rows.first() {
-            let total = first.try_get::<i64>("", "total_n")?;
-            let records = rows
-                .iter()
-                .map(|row| M::from_query_result(row, ""))
-                .collect::<Result<Vec<_>, _>>()?;
+        if let Some(&(_, total)) = rows.first() {
+            let records = rows.into_iter().map(|(row, _)| row).collect();
             return Ok((u64::try_from(total).unwrap_or(0), records));
         }
         // No row: nothing matches, or the page starts past the end (then only the count
@@ -91,7 +87,7 @@ pub(crate) async fn list_rows<M: FromQueryResult>(
     let txn = store.begin_read().await?;
     let total = count_of(&txn, count).await?;
     let rows = match page {
-        Some(sql) => M::find_by_statement(sql.build()).all(&txn).await?,
+        Some(sql) => txn.rows::<M>(sql.build()).await?,
         None => Vec::new(),
     };
     txn.finish().await?;

@@ -11,6 +11,7 @@ use super::{CreateOutcome, RequestContext, UserRecord, UserWrite, fold};
 use crate::WriteTxn;
 use crate::entity::user;
 use crate::error::is_unique_violation;
+use crate::sqlite::Decode as _;
 use crate::{Backend, Store, StoreError, now_millis};
 
 fn not_found(id: &str) -> StoreError {
@@ -286,12 +287,11 @@ impl Store {
         let mut sql = Sql::new(self.backend());
         let (i, t) = (sql.bind(id.to_owned()), sql.bind(tenant_id.to_owned()));
         sql.push(&format!(
-            "SELECT * FROM users WHERE id = {i} AND tenant_id = {t}"
+            "SELECT {} FROM users u WHERE u.id = {i} AND u.tenant_id = {t}",
+            user::Model::select("u")
         ));
-        Ok(user::Model::find_by_statement(sql.build())
-            .one(self.reader())
-            .await?
-            .map(UserRecord::from))
+        let rows = self.reader().rows::<user::Model>(sql.build()).await?;
+        Ok(rows.into_iter().next().map(UserRecord::from))
     }
 
     /// Replaces a user's attributes (PUT, RFC 7644 §3.5.1; also the result of a PATCH).
