@@ -168,7 +168,7 @@ impl Entra {
                 method: Method::POST,
                 url: join(
                     &config.graph_url,
-                    &format!("users/{}/revokeSignInSessions", segment(&value)),
+                    &format!("{}/revokeSignInSessions", user_path(&value)),
                 ),
                 json: None,
             })
@@ -203,5 +203,17 @@ impl Entra {
 impl Channel for Entra {
     fn perform<'a>(&'a self, claimed: &'a Claimed) -> PerformFuture<'a> {
         Box::pin(self.deliver(claimed))
+    }
+}
+
+/// The user under Graph's `users`: `users/{id | userPrincipalName}`, or
+/// `users('{userPrincipalName}')` for a UPN that begins with `$`, which Graph refuses in
+/// the first form (400: OData reserves a leading `$` in a segment for its own). Quotes in
+/// the key are doubled, as OData string literals write them
+/// (<https://learn.microsoft.com/graph/api/user-get>, the tip on `$`).
+fn user_path(value: &str) -> String {
+    match value.strip_prefix('$') {
+        Some(rest) => format!("users('${}')", segment(&rest.replace('\'', "''"))),
+        None => format!("users/{}", segment(value)),
     }
 }

@@ -988,6 +988,36 @@ async fn entra_revokes_sign_in_sessions_with_a_graph_token_as_documented() {
     graph.stop().await;
 }
 
+// Graph answers 400 to `/users/$x@y.com`: such a UPN goes in parentheses and quotes, and
+// a quote within it is doubled.
+#[tokio::test]
+async fn entra_a_upn_that_begins_with_a_dollar_is_a_quoted_key() {
+    let kek = kek();
+    let graph = Provider::start(|seen: &Seen, _| match seen.path.as_str() {
+        ENTRA_TOKEN => token_answer("graph", 3599),
+        "/v1.0/users('$o%27%27brien%40contoso.com')/revokeSignInSessions" => answer(
+            200,
+            json!({"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Edm.Boolean", "value": true}),
+        ),
+        _ => answer(
+            400,
+            graph_error("Request_BadRequest", "Invalid object identifier"),
+        ),
+    });
+    let admin = admin(&kek);
+    let done = channel(&admin, ENTRA)
+        .perform(&claimed(
+            ENTRA,
+            entra_config(&kek, &graph.base),
+            user("u-1", "x", "$o'brien@contoso.com"),
+        ))
+        .await;
+    assert_eq!(verdict(&done), Verdict::Delivered, "{done:?}");
+    let seen = graph.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    graph.stop().await;
+}
+
 #[tokio::test]
 async fn entra_a_200_with_value_false_is_not_taken_as_revoked() {
     let kek = kek();
