@@ -269,16 +269,14 @@ impl ListParams {
 
 /// A ListResponse (RFC 7644 §3.4.2).
 pub fn list_response(total: u64, start_index: u64, resources: Vec<Value>) -> HttpResponse {
-    scim_json(
-        StatusCode::OK,
-        &json!({
-            "schemas": [LIST_RESPONSE_URN],
-            "totalResults": total,
-            "startIndex": start_index,
-            "itemsPerPage": resources.len(),
-            "Resources": resources,
-        }),
-    )
+    // Built by hand: `json!` would copy every resource through serde's serializer.
+    let mut body = Map::new();
+    body.insert("schemas".to_owned(), json!([LIST_RESPONSE_URN]));
+    body.insert("totalResults".to_owned(), total.into());
+    body.insert("startIndex".to_owned(), start_index.into());
+    body.insert("itemsPerPage".to_owned(), resources.len().into());
+    body.insert("Resources".to_owned(), Value::Array(resources));
+    scim_json(StatusCode::OK, &Value::Object(body))
 }
 
 /// `If-Match` (RFC 7644 §3.14): `Ok` when absent, `*`, or naming `version`; else 412.

@@ -34,11 +34,15 @@ pub(crate) async fn list_rows<M: Decode + FromQueryResult>(
         Ok(cond)
     };
 
-    let mut count = Sql::new(backend);
-    let cond = condition(&mut count)?;
-    count.push(&format!(
-        "SELECT COUNT(*) AS n FROM {table} {ROW} WHERE {cond}"
-    ));
+    // Built when needed: a filtered first page that is not full does without it.
+    let count = || -> Result<Sql, StoreError> {
+        let mut count = Sql::new(backend);
+        let cond = condition(&mut count)?;
+        count.push(&format!(
+            "SELECT COUNT(*) AS n FROM {table} {ROW} WHERE {cond}"
+        ));
+        Ok(count)
+    };
 
     let page = |total_column: &str| -> Result<Sql, StoreError> {
         let mut sql = Sql::new(backend);
@@ -75,7 +79,7 @@ pub(crate) async fn list_rows<M: Decode + FromQueryResult>(
         }
         // No row: nothing matches, or the page starts past the end (then only the count
         // is wanted, and a count alone is consistent with itself).
-        let total = count_of(store.reader(), count).await?;
+        let total = count_of(store.reader(), count()?).await?;
         return Ok((total, Vec::new()));
     }
 
@@ -84,6 +88,7 @@ pub(crate) async fn list_rows<M: Decode + FromQueryResult>(
     } else {
         Some(page("")?)
     };
+    let count = count()?;
     let txn = store.begin_read().await?;
     let total = count_of(&txn, count).await?;
     let rows = match page {
