@@ -29,8 +29,8 @@ use sea_orm_migration::MigratorTrait;
 use crate::StoreError;
 use crate::auth_cache::AuthCache;
 use crate::checkpoint::Checkpointer;
+use crate::decode::{Decode, Row as _};
 use crate::migration::Migrator;
-use crate::sqlite::Decode;
 use crate::wal_sync::WalSync;
 use crate::write_batch::{WriteBatcher, WriteTxn};
 use crate::{postgres, sqlite};
@@ -451,35 +451,31 @@ impl ConnectionTrait for Reader {
 }
 
 impl Reader {
-    /// The rows of `M` a query returns; its SELECT lists [`Decode::COLUMNS`] first. On
-    /// SQLite they are decoded by position (see [`Decode`]).
-    pub(crate) async fn rows<M: Decode + FromQueryResult>(
-        &self,
-        stmt: Statement,
-    ) -> Result<Vec<M>, DbErr> {
+    /// The rows of `M` a query returns, decoded by position; its SELECT lists
+    /// [`Decode::COLUMNS`] first.
+    pub(crate) async fn rows<M: Decode>(&self, stmt: Statement) -> Result<Vec<M>, DbErr> {
         match &self.0 {
-            ReaderKind::Sqlite(pool) => pool.acquire().await.rows(&stmt, M::decode),
-            ReaderKind::Postgres(_) => M::find_by_statement(stmt).all(self).await,
+            ReaderKind::Sqlite(pool) => pool.acquire().await.rows(&stmt, |row| M::decode(row)),
+            ReaderKind::Postgres(pool) => pool.rows(&stmt, |row| M::decode(row)).await,
         }
     }
 
-    /// As [`Reader::rows`], each with the integer column `extra` that follows `M`'s
-    /// columns (a window's count).
-    pub(crate) async fn rows_with<M: Decode + FromQueryResult>(
+    /// As [`Reader::rows`], each with the integer column that follows `M`'s columns (a
+    /// window's count).
+    pub(crate) async fn rows_with<M: Decode>(
         &self,
         stmt: Statement,
-        extra: &str,
     ) -> Result<Vec<(M, i64)>, DbErr> {
+        let extra = M::COLUMNS.len();
         match &self.0 {
-            ReaderKind::Sqlite(pool) => pool.acquire().await.rows(&stmt, |row| {
-                Ok((M::decode(row)?, row.get(M::COLUMNS.len())?))
-            }),
-            ReaderKind::Postgres(pool) => pool
-                .query_all(&stmt)
-                .await?
-                .iter()
-                .map(|row| Ok((M::from_query_result(row, "")?, row.try_get("", extra)?)))
-                .collect(),
+            ReaderKind::Sqlite(pool) => pool
+                .acquire()
+                .await
+                .rows(&stmt, |row| Ok((M::decode(row)?, row.int(extra)?))),
+            ReaderKind::Postgres(pool) => {
+                pool.rows(&stmt, |row| Ok((M::decode(row)?, row.int(extra)?)))
+                    .await
+            }
         }
     }
 }
@@ -498,7 +494,7 @@ impl ReadTxn {
         stmt: Statement,
     ) -> Result<Vec<M>, DbErr> {
         match self {
-            Self::Sqlite(snapshot) => snapshot.rows(&stmt, M::decode),
+            Self::Sqlite(snapshot) => snapshot.rows(&stmt, |row| M::decode(row)),
             Self::Postgres(txn) => M::find_by_statement(stmt).all(txn).await,
         }
     }
@@ -656,8 +652,8 @@ mod tests {
         }
     );
 
-    // Users and groups are read by position on SQLite (`Decode`); what they decode to must
-    // be what sea-orm's entity reads by name, for every column and for NULLs.
+    // Users and groups are read by position (`Decode`); what they decode to must be what
+    // sea-orm's entity reads by name, for every column and for NULLs.
     crate::db_test!(
         rows_read_by_position_match_rows_read_by_name,
         |store: Store, _| async move {
@@ -714,13 +710,10 @@ mod tests {
             assert_eq!(by_position, by_name);
             let counted = store
                 .reader()
-                .rows_with::<user::Model>(
-                    select(
-                        "users",
-                        format!("{}, COUNT(*) OVER () AS n", user::Model::select("x")),
-                    ),
-                    "n",
-                )
+                .rows_with::<user::Model>(select(
+                    "users",
+                    format!("{}, COUNT(*) OVER () AS n", user::Model::select("x")),
+                ))
                 .await?;
             assert_eq!(
                 counted,

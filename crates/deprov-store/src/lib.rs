@@ -13,6 +13,7 @@ mod auth_cache;
 mod checkpoint;
 mod connect;
 pub mod console;
+mod decode;
 pub mod entity;
 mod error;
 pub mod grants;

@@ -71,6 +71,18 @@ impl ReaderPool {
             .collect())
     }
 
+    /// The rows of a query, each read by `row` (a [`crate::decode::Decode`] row, say).
+    pub(crate) async fn rows<T>(
+        &self,
+        stmt: &Statement,
+        row: impl FnMut(&PgRow) -> Result<T, DbErr>,
+    ) -> Result<Vec<T>, DbErr> {
+        let mut lease = self.acquire().await?;
+        let rows: Result<Vec<PgRow>, sqlx::Error> = query(stmt).fetch_all(&mut lease.conn).await;
+        self.give_back(lease, rows.as_ref().err());
+        rows.map_err(query_err)?.iter().map(row).collect()
+    }
+
     pub(crate) async fn query_one(&self, stmt: &Statement) -> Result<Option<QueryResult>, DbErr> {
         let mut lease = self.acquire().await?;
         let row = query(stmt).fetch_optional(&mut lease.conn).await;

@@ -13,8 +13,6 @@
 //!
 //! - [`ReaderPool`]: read-only connections behind [`Store::reader`](crate::Store::reader).
 //! - [`Conn`]: one connection, used by a write batch (write_batch.rs) or a read snapshot.
-//! - [`Decode`]: the rows deprov reads most (users and groups) decoded by position,
-//!   without the proxy row.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -104,50 +102,6 @@ struct Inner {
 
 type Columns = Arc<[(String, Kind)]>;
 
-/// A row type read straight from SQLite by position, without sea-orm's proxy row (a
-/// `BTreeMap` from column name to value built per row, then a lookup and a clone per
-/// field). Its SELECTs list [`Decode::COLUMNS`], in order, before any other column.
-pub(crate) trait Decode: Sized {
-    /// The table's columns, in the order [`Decode::decode`] reads them.
-    const COLUMNS: &'static [&'static str];
-
-    fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
-
-    /// The select list: [`Decode::COLUMNS`], each qualified by `alias`.
-    fn select(alias: &str) -> String {
-        let mut list = String::new();
-        for (i, column) in Self::COLUMNS.iter().enumerate() {
-            if i > 0 {
-                list.push_str(", ");
-            }
-            list.push_str(alias);
-            list.push('.');
-            list.push_str(column);
-        }
-        list
-    }
-}
-
-/// A JSON column of a [`Decode`] row.
-pub(crate) fn json_column(
-    row: &rusqlite::Row<'_>,
-    i: usize,
-) -> rusqlite::Result<serde_json::Value> {
-    let text = row.get_ref(i)?;
-    let bytes = match text {
-        ValueRef::Text(t) | ValueRef::Blob(t) => t,
-        other => {
-            return Err(rusqlite::Error::InvalidColumnType(
-                i,
-                "json".to_owned(),
-                other.data_type(),
-            ));
-        }
-    };
-    serde_json::from_slice(bytes)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, text.data_type(), e.into()))
-}
-
 impl Conn {
     pub(crate) fn new(conn: Connection) -> Self {
         Self(std::sync::Mutex::new(Inner {
@@ -198,11 +152,11 @@ impl Conn {
         })
     }
 
-    /// The rows of a query, each read by `row` (a [`Decode`] row, say).
+    /// The rows of a query, each read by `row` (a [`crate::decode::Decode`] row, say).
     pub(crate) fn rows<T>(
         &self,
         stmt: &Statement,
-        mut row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+        mut row: impl FnMut(&rusqlite::Row<'_>) -> Result<T, DbErr>,
     ) -> Result<Vec<T>, DbErr> {
         self.with(|inner| {
             let mut prepared = inner.conn.prepare_cached(&stmt.sql).map_err(query_err)?;
@@ -210,7 +164,7 @@ impl Conn {
             let mut rows = prepared.raw_query();
             let mut out = Vec::new();
             while let Some(r) = rows.next().map_err(query_err)? {
-                out.push(row(r).map_err(query_err)?);
+                out.push(row(r)?);
             }
             Ok(out)
         })
@@ -475,7 +429,7 @@ impl ReadSnapshot {
     pub(crate) fn rows<T>(
         &self,
         stmt: &Statement,
-        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+        row: impl FnMut(&rusqlite::Row<'_>) -> Result<T, DbErr>,
     ) -> Result<Vec<T>, DbErr> {
         self.conn.rows(stmt, row)
     }

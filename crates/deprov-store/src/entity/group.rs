@@ -22,7 +22,7 @@ pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
 
-impl crate::sqlite::Decode for Model {
+impl crate::decode::Decode for Model {
     const COLUMNS: &'static [&'static str] = &[
         "id",
         "tenant_id",
@@ -35,17 +35,17 @@ impl crate::sqlite::Decode for Model {
         "updated_at",
     ];
 
-    fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn decode(row: &impl crate::decode::Row) -> Result<Self, DbErr> {
         Ok(Self {
-            id: row.get(0)?,
-            tenant_id: row.get(1)?,
-            display_name: row.get(2)?,
-            display_name_folded: row.get(3)?,
-            external_id: row.get(4)?,
-            resource: crate::sqlite::json_column(row, 5)?,
-            version: row.get(6)?,
-            created_at: row.get(7)?,
-            updated_at: row.get(8)?,
+            id: row.text(0)?,
+            tenant_id: row.text(1)?,
+            display_name: row.text(2)?,
+            display_name_folded: row.text(3)?,
+            external_id: row.text_or_null(4)?,
+            resource: row.json(5)?,
+            version: row.int(6)?,
+            created_at: row.int(7)?,
+            updated_at: row.int(8)?,
         })
     }
 }

@@ -24,7 +24,7 @@ pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
 
-impl crate::sqlite::Decode for Model {
+impl crate::decode::Decode for Model {
     const COLUMNS: &'static [&'static str] = &[
         "id",
         "tenant_id",
@@ -39,19 +39,19 @@ impl crate::sqlite::Decode for Model {
         "updated_at",
     ];
 
-    fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn decode(row: &impl crate::decode::Row) -> Result<Self, DbErr> {
         Ok(Self {
-            id: row.get(0)?,
-            tenant_id: row.get(1)?,
-            user_name: row.get(2)?,
-            user_name_folded: row.get(3)?,
-            external_id: row.get(4)?,
-            display_name: row.get(5)?,
-            active: row.get(6)?,
-            resource: crate::sqlite::json_column(row, 7)?,
-            version: row.get(8)?,
-            created_at: row.get(9)?,
-            updated_at: row.get(10)?,
+            id: row.text(0)?,
+            tenant_id: row.text(1)?,
+            user_name: row.text(2)?,
+            user_name_folded: row.text(3)?,
+            external_id: row.text_or_null(4)?,
+            display_name: row.text_or_null(5)?,
+            active: row.boolean(6)?,
+            resource: row.json(7)?,
+            version: row.int(8)?,
+            created_at: row.int(9)?,
+            updated_at: row.int(10)?,
         })
     }
 }

@@ -20,8 +20,8 @@ use super::sql::{CHUNK, Sql};
 use super::users::check_version;
 use super::{GroupRecord, GroupWrite, RequestContext, fold};
 use crate::WriteTxn;
+use crate::decode::Decode as _;
 use crate::entity::{group, user};
-use crate::sqlite::Decode as _;
 use crate::{Backend, Store, StoreError, now_millis};
 
 fn not_found(id: &str) -> StoreError {

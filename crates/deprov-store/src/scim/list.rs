@@ -5,7 +5,7 @@ use sea_orm::{ConnectionTrait, FromQueryResult};
 
 use super::filter::{self, ROW};
 use super::sql::Sql;
-use crate::sqlite::Decode;
+use crate::decode::Decode;
 use crate::{Store, StoreError};
 
 /// `total` (every match, RFC 7644 §3.4.2 `totalResults`) and the requested page of rows of
@@ -71,7 +71,7 @@ pub(crate) async fn list_rows<M: Decode + FromQueryResult>(
     if query.count > 0 && query.filter.is_some() {
         let rows = store
             .reader()
-            .rows_with::<M>(page(", COUNT(*) OVER () AS total_n")?.build(), "total_n")
+            .rows_with::<M>(page(", COUNT(*) OVER () AS total_n")?.build())
             .await?;
         if let Some(&(_, total)) = rows.first() {
             let records = rows.into_iter().map(|(row, _)| row).collect();

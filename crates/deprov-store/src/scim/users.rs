@@ -9,9 +9,9 @@ use super::list::list_rows;
 use super::sql::Sql;
 use super::{CreateOutcome, RequestContext, UserRecord, UserWrite, fold};
 use crate::WriteTxn;
+use crate::decode::Decode as _;
 use crate::entity::user;
 use crate::error::is_unique_violation;
-use crate::sqlite::Decode as _;
 use crate::{Backend, Store, StoreError, now_millis};
 
 fn not_found(id: &str) -> StoreError {
