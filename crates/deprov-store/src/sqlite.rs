@@ -7,9 +7,11 @@
 //! hand-off. Nothing waits on I/O but page-cache misses and the WAL append; the fsync that
 //! makes commits durable runs elsewhere ([`crate::wal_sync`]).
 //!
-//! sea-orm still builds every statement and reads every row: statements arrive as
+//! sea-orm still builds every statement and reads most rows: statements arrive as
 //! [`Statement`]s and rows leave as [`QueryResult`]s (sea-orm's proxy rows), typed by the
-//! column's declared type in the schema, which is what sea-orm's entities expect.
+//! column's declared type in the schema, which is what sea-orm's entities expect. Users
+//! and groups, read on every SCIM request, skip the proxy row ([`Conn::rows`] with
+//! [`crate::decode`]).
 //!
 //! - [`ReaderPool`]: read-only connections behind [`Store::reader`](crate::Store::reader).
 //! - [`Conn`]: one connection, used by a write batch (write_batch.rs) or a read snapshot.
