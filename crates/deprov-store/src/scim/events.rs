@@ -11,7 +11,7 @@ use serde_json::{Value as JsonValue, json};
 use deprov_core::fanout::GroupFacts;
 
 use super::RequestContext;
-use super::sql::{CHUNK, Sql};
+use super::sql::Sql;
 use crate::WriteTxn;
 use crate::entity::{event, user};
 use crate::outbox::{self, EnqueueEvent};
@@ -72,53 +72,45 @@ fn bounded(s: &str, max: usize) -> String {
     s.get(..end).unwrap_or_default().to_owned()
 }
 
-/// Writes events in `txn`, up to [`CHUNK`] per statement, and returns their ids.
+/// Events per `INSERT`: six values each, well inside SQLite's 32,766 bound parameters.
+const EVENTS_PER_INSERT: usize = 1000;
+
+/// Writes events in `txn`, [`EVENTS_PER_INSERT`] per statement, and returns their ids.
 pub(crate) async fn record_events(
     txn: &WriteTxn,
     backend: Backend,
     ctx: &RequestContext,
-    events: Vec<NewEvent<'_>>,
+    mut events: Vec<NewEvent<'_>>,
 ) -> Result<Recorded, StoreError> {
     let now = now_millis();
     let mut ids = Vec::with_capacity(events.len());
-    for chunk in events.chunks(CHUNK) {
+    for chunk in events.chunks_mut(EVENTS_PER_INSERT) {
         let mut sql = Sql::new(backend);
         let tenant = sql.bind(ctx.tenant_id.clone());
         let request = sql.bind(bounded(&ctx.request_id, 128));
         let method = sql.bind(bounded(&ctx.method, 8));
         let path = sql.bind(ctx.path.clone());
         let at = sql.bind(now);
-        let rows = chunk
-            .iter()
-            .map(|e| {
-                let id = uuid::Uuid::now_v7().to_string();
-                ids.push(id.clone());
-                json!({
-                    "id": id,
-                    "kind": e.kind.as_str(),
-                    "user_id": e.user_id,
-                    "user_snapshot": e.user_snapshot,
-                    "group_id": e.group.map(|g| g.0),
-                    "group_display_name": e.group.map(|g| g.1),
-                })
-            })
-            .collect();
-        let (from, c) = sql.bind_rows(
-            rows,
-            &[
-                ("id", "text"),
-                ("kind", "text"),
-                ("user_id", "text"),
-                ("user_snapshot", "jsonb"),
-                ("group_id", "text"),
-                ("group_display_name", "text"),
-            ],
-        );
+        let mut rows = Vec::with_capacity(chunk.len());
+        for e in chunk {
+            let id = uuid::Uuid::now_v7().to_string();
+            ids.push(id.clone());
+            let (group_id, group_name) = e.group.map(|(i, n)| (i.to_owned(), n.to_owned())).unzip();
+            rows.push(format!(
+                "({}, {tenant}, {}, {}, {}, {}, {}, {request}, {method}, {path}, {at})",
+                sql.bind(id),
+                sql.bind(e.kind.as_str()),
+                sql.bind(e.user_id.clone()),
+                // Written once, so taken rather than copied; the fan-out below needs no snapshot.
+                sql.bind(std::mem::take(&mut e.user_snapshot)),
+                sql.bind(group_id),
+                sql.bind(group_name),
+            ));
+        }
         sql.push(&format!(
             "INSERT INTO events (id, tenant_id, kind, user_id, user_snapshot, group_id, \
-             group_display_name, request_id, scim_method, scim_path, occurred_at) \
-             SELECT {}, {tenant}, {}, {}, {}, {}, {}, {request}, {method}, {path}, {at} {from}",
-            c[0], c[1], c[2], c[3], c[4], c[5]
+             group_display_name, request_id, scim_method, scim_path, occurred_at) VALUES {}",
+            rows.join(", ")
         ));
         txn.execute_raw(sql.build()).await?;
     }
