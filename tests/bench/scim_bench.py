@@ -98,15 +98,40 @@ def measure(results, label, backend, conns, d: Deprov | None, url, script, args,
     if backend == "postgres":
         groups["postgres"] = postgres_pids
     load = loadavg()
+    before = sqlite_write_counts() if backend == "sqlite" else None
     res = wrk(url, script, args, conns, threads, SECS, headers, work, groups)
     row = {"op": label, "backend": backend, "c": conns, "wrk_threads": threads, "load_before": load, **res}
+    after = sqlite_write_counts() if before else None
+    if before and after and label in ("PATCH", "POST", "DELETE"):
+        n = {k: after[k] - before[k] for k in after}
+        row["sqlite_group_commit"] = {**n, "writes_per_batch": round(n["writes"] / max(n["batches"], 1), 1),
+                                      "writes_per_fsync": round(n["writes"] / max(n["fsyncs"], 1), 1)}
     results["rows"].append(row)
     log(
         f"   {label:<8} {backend:<8} c={conns:<3} {res['rps']:>9.1f} req/s  p50 {fmt_ms(res['p50_us'])} ms"
         f"  p99 {fmt_ms(res['p99_us'])} ms  errors {res['status_errors'] + res['connect_errors'] + res['read_errors'] + res['timeouts']}"
-        f"  cpu {res['cpu']}"
+        f"  cpu {res['cpu']}" + (f"  group commit {row['sqlite_group_commit']}" if "sqlite_group_commit" in row else "")
     )
     return row
+
+
+def sqlite_write_counts() -> dict | None:
+    """deprov's SQLite write counters from /metrics (writes, batches, WAL fsyncs)."""
+    try:
+        c = http.client.HTTPConnection(HOST, PORT, timeout=10)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+    except OSError:
+        return None
+    names = {"writes": "deprov_sqlite_writes_total", "batches": "deprov_sqlite_write_batches_total",
+             "fsyncs": "deprov_sqlite_wal_fsyncs_total"}
+    values = {}
+    for line in text.splitlines():
+        for key, name in names.items():
+            if line.startswith(name + " "):
+                values[key] = float(line.split()[1])
+    return values if len(values) == len(names) else None
 
 
 def run_backend(backend: str, root: Path, results: dict):
@@ -243,7 +268,9 @@ def report(results: dict):
                 ok = ratio >= 1.5 and p99 < 50
                 pgb = results.get("pgbench") if backend == "postgres" else None
                 beside = f"; {r['rps'] / pgb['transactions_per_sec']:.2f}× pgbench simple-update" if pgb else ""
-                out.append(f"- {backend} {op}: {r['rps']:.0f} req/s = {ratio:.2f}× fsync ({fs['per_sec']:.0f}/s; target ≥ 1.5×){beside}, p99 {p99:.1f} ms (target < 50): {'MET' if ok else 'NOT MET'}")
+                gc = r.get("sqlite_group_commit")
+                shared = f"; {gc['writes_per_batch']} writes per transaction, {gc['writes_per_fsync']} per fsync" if gc else ""
+                out.append(f"- {backend} {op}: {r['rps']:.0f} req/s = {ratio:.2f}× fsync ({fs['per_sec']:.0f}/s; target ≥ 1.5×){beside}, p99 {p99:.1f} ms (target < 50){shared}: {'MET' if ok else 'NOT MET'}")
     text = "\n".join(out)
     print(text, flush=True)
 

@@ -140,6 +140,7 @@ db_test!(
     a_deactivation_moves_the_counters_and_labels_carry_no_ids,
     |store: Store, _url| async move {
         let (uri, rx) = receiver(200)?;
+        let backend = store.backend();
         let app = start(store, &uri, false).await?;
         let (status, before) = scrape(&app, None).await?;
         assert_eq!(status, 200);
@@ -189,6 +190,21 @@ db_test!(
             ("deprov_database_up".to_owned(), 1.0),
         ] {
             assert_eq!(sample(&text, &series), Some(value), "{series}:\n{text}");
+        }
+        // SQLite's group commit: every write in a batch, every batch made durable.
+        let writes = sample(&text, "deprov_sqlite_writes_total");
+        let batches = sample(&text, "deprov_sqlite_write_batches_total");
+        let fsyncs = sample(&text, "deprov_sqlite_wal_fsyncs_total");
+        if backend == deprov_store::Backend::Sqlite {
+            let (Some(writes), Some(batches), Some(fsyncs)) = (writes, batches, fsyncs) else {
+                panic!("SQLite write counters missing:\n{text}");
+            };
+            // At least the POST, the PATCH and the delivery's settle.
+            assert!(writes >= 3.0, "{text}");
+            assert!((1.0..=writes).contains(&batches), "{text}");
+            assert!((1.0..=batches).contains(&fsyncs), "{text}");
+        } else {
+            assert_eq!((writes, batches, fsyncs), (None, None, None), "{text}");
         }
         // Event → delivered on 127.0.0.1 takes milliseconds, not seconds.
         let latency = sample(

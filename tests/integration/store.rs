@@ -74,7 +74,7 @@ db_test!(
         // 40 writers at once: 30 distinct tenants, and 10 that all want the name "dup".
         // On SQLite they share transactions (write_batch.rs); each still commits or fails on
         // its own.
-        let before = store.write_batches().await;
+        let before = store.write_batches();
         let mut writers = tokio::task::JoinSet::new();
         for i in 0..40 {
             let store = store.clone();
@@ -124,7 +124,7 @@ db_test!(
             assert_eq!(store.list_scim_tokens(n).await?.len(), 1, "tokens of {n}");
         }
         if store.backend() == deprov_store::Backend::Sqlite {
-            let batches = store.write_batches().await - before;
+            let batches = store.write_batches() - before;
             assert!(
                 batches < 41,
                 "41 writes in {batches} batches: no write was batched"

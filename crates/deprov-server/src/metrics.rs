@@ -6,6 +6,9 @@
 //!   SCIM requests and their latency, recorded by [`scim_middleware`] around every request
 //!   whose path is under `/scim/`; deliveries by outcome and the event → delivered latency,
 //!   reported by the worker through [`DeliveryObserver`].
+//! - **Counted by the SQLite store of this process** (reset when it restarts): writes, the
+//!   transactions they were batched into, and the WAL fsyncs that made those durable; writes
+//!   per fsync is how much group commit saves (write_batch.rs, wal_sync.rs).
 //! - **Read from the database at scrape time** (the same on every replica; aggregate with
 //!   `max`): events by kind, queue depth, the age of the oldest waiting delivery and the dead
 //!   letters. Several replicas share one PostgreSQL and any of them may record an event or
@@ -27,9 +30,9 @@ use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use deprov_core::scim::EventKind;
 use deprov_revocation::worker::{DeliveryObserver, Settled};
-use deprov_store::Store;
 use deprov_store::outbox::Settle;
 use deprov_store::stats::MetricsSnapshot;
+use deprov_store::{SqliteWrites, Store};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
 use prometheus_client::metrics::MetricType;
@@ -99,6 +102,7 @@ pub struct Metrics {
     deliveries: Family<DeliveryLabels, Counter>,
     delivery_latency: HistogramFamily<TargetLabels>,
     database: Arc<DatabaseReading>,
+    sqlite: Arc<SqliteReading>,
     cache_for: Duration,
     /// When the database was last read. Held across the read, so that scrapes arriving
     /// together wait for one reading instead of each querying the database.
@@ -137,6 +141,8 @@ impl Metrics {
         );
         let database = Arc::new(DatabaseReading::default());
         registry.register_collector(Box::new(database.clone()));
+        let sqlite = Arc::new(SqliteReading::default());
+        registry.register_collector(Box::new(sqlite.clone()));
         Arc::new(Self {
             registry,
             scim_requests,
@@ -144,6 +150,7 @@ impl Metrics {
             deliveries,
             delivery_latency,
             database,
+            sqlite,
             cache_for,
             last_read: tokio::sync::Mutex::new(None),
         })
@@ -182,6 +189,7 @@ impl Metrics {
     /// The exposition text.
     pub async fn render(&self, store: &Store) -> Result<String, std::fmt::Error> {
         self.refresh(store).await;
+        self.sqlite.set(store.sqlite_writes());
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;
         Ok(text)
@@ -210,6 +218,47 @@ impl DeliveryObserver for Metrics {
                 })
                 .observe(ms as f64 / 1000.0);
         }
+    }
+}
+
+/// The SQLite store's write counts, read at every scrape; nothing on PostgreSQL.
+#[derive(Debug, Default)]
+struct SqliteReading(Mutex<Option<SqliteWrites>>);
+
+impl SqliteReading {
+    fn set(&self, reading: Option<SqliteWrites>) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = reading;
+        }
+    }
+}
+
+impl Collector for SqliteReading {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(w) = self.0.lock().ok().and_then(|r| *r) else {
+            return Ok(());
+        };
+        for (name, help, n) in [
+            (
+                "deprov_sqlite_writes",
+                "SQLite write transactions begun by this process",
+                w.writes,
+            ),
+            (
+                "deprov_sqlite_write_batches",
+                "SQLite transactions committed by this process, each holding one or more writes",
+                w.batches,
+            ),
+            (
+                "deprov_sqlite_wal_fsyncs",
+                "fsyncs of the SQLite WAL by this process, each making one or more batches durable",
+                w.fsyncs,
+            ),
+        ] {
+            let counter = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(n).encode(counter)?;
+        }
+        Ok(())
     }
 }
 

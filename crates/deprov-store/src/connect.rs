@@ -7,8 +7,8 @@
 //! write_batch.rs), so SQLite never has two write transactions racing for the lock; reads
 //! use read-only connections of their own and run beside the writer thanks to WAL. Both
 //! call SQLite in place through rusqlite (sqlite.rs), behind sea-orm.
-//! PostgreSQL uses one sqlx pool for both: its MVCC and row locks handle concurrent
-//! writers.
+//! PostgreSQL's MVCC and row locks handle concurrent writers: SCIM writes and reads run on
+//! connections of deprov's own (postgres.rs), everything else on one sqlx pool.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -119,6 +119,17 @@ pub enum Backend {
     Postgres,
 }
 
+/// Counts of [`Store::sqlite_writes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteWrites {
+    /// Write transactions begun (each a savepoint in a batch).
+    pub writes: u64,
+    /// Batches committed: SQLite transactions, each holding one or more writes.
+    pub batches: u64,
+    /// fsyncs of the WAL, each making one or more batches durable.
+    pub fsyncs: u64,
+}
+
 /// Handles to the database. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -130,8 +141,16 @@ pub struct Store {
     /// SQLite only: makes commits durable, sharing fsyncs between concurrent writers.
     wal_sync: Option<Arc<WalSync>>,
     pub(crate) auth_cache: Arc<AuthCache>,
-    /// SQLite only: concurrent writes share a transaction (see write_batch.rs).
-    write_batch: Option<Arc<WriteBatcher>>,
+    /// Where [`Store::begin_write`]'s transactions run.
+    writes: Writes,
+}
+
+#[derive(Debug, Clone)]
+enum Writes {
+    /// Concurrent writes share a transaction (see write_batch.rs).
+    Sqlite(Arc<WriteBatcher>),
+    /// Each write is a transaction on a connection of deprov's own (postgres.rs).
+    Postgres(Arc<postgres::ConnPool>),
 }
 
 /// Read-only connections a SQLite store reads through, one per statement or snapshot.
@@ -142,6 +161,9 @@ const SQLITE_READERS: usize = 8;
 /// PostgreSQL connections for reads outside transactions (opened as needed): more would
 /// only queue in the server on these cores.
 const POSTGRES_READERS: usize = 8;
+/// PostgreSQL connections for write transactions: more than the readers, since a
+/// transaction holds its connection across round trips and commit waits for the disk.
+const POSTGRES_WRITERS: usize = 16;
 
 /// How long a connection waits for another's lock before giving up (SQLite `busy_timeout`,
 /// PostgreSQL pool acquire).
@@ -170,13 +192,16 @@ impl Store {
                     .map_err(&sqlite_err)?;
                 let reader = Reader(ReaderKind::Sqlite(Arc::new(readers)));
                 let checkpointer = Checkpointer::start(path, BUSY_TIMEOUT).map_err(&sqlite_err)?;
-                let batcher = Arc::new(WriteBatcher::new(sqlite::Conn::new(writer), checkpointer));
                 let wal_sync = Arc::new(WalSync::for_database(path));
+                let batcher = Arc::new(WriteBatcher::new(
+                    sqlite::Conn::new(writer),
+                    checkpointer,
+                    wal_sync.clone(),
+                ));
                 let writer = Database::connect_proxy(
                     DbBackend::Sqlite,
                     Arc::new(Box::new(WriterProxy {
                         batcher: batcher.clone(),
-                        wal_sync: wal_sync.clone(),
                     })),
                 )
                 .await
@@ -189,7 +214,7 @@ impl Store {
                     outbox_wake: Arc::default(),
                     wal_sync: Some(wal_sync),
                     auth_cache: Arc::default(),
-                    write_batch: Some(batcher),
+                    writes: Writes::Sqlite(batcher),
                 })
             }
             DatabaseLocation::Postgres(url) => {
@@ -207,6 +232,12 @@ impl Store {
                     .await
                     .map_err(&connect_err)?;
                 let read_only = options.clone();
+                let writers = Arc::new(postgres::ConnPool::new(
+                    options.clone(),
+                    POSTGRES_WRITERS,
+                    BUSY_TIMEOUT,
+                    PING_WHEN_IDLE_FOR,
+                ));
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(BUSY_TIMEOUT)
@@ -227,7 +258,7 @@ impl Store {
                     .await
                     .map_err(&connect_err)?;
                 let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
-                let readers = postgres::ReaderPool::new(
+                let readers = postgres::ConnPool::new(
                     read_only.options([("default_transaction_read_only", "on")]),
                     POSTGRES_READERS,
                     BUSY_TIMEOUT,
@@ -241,7 +272,7 @@ impl Store {
                     outbox_wake: Arc::default(),
                     wal_sync: None,
                     auth_cache: Arc::default(),
-                    write_batch: None,
+                    writes: Writes::Postgres(writers),
                 })
             }
         }
@@ -317,46 +348,42 @@ impl Store {
     /// Starts a write transaction. On SQLite it joins the batch of concurrent writes (see
     /// write_batch.rs): hold it briefly, and never start another write while holding one.
     pub async fn begin_write(&self) -> Result<WriteTxn, StoreError> {
-        Ok(match &self.write_batch {
-            Some(batcher) => batcher.begin().await?,
-            None => WriteTxn::plain(self.writer.begin().await?),
+        Ok(match &self.writes {
+            Writes::Sqlite(batcher) => batcher.begin().await?,
+            Writes::Postgres(writers) => WriteTxn::plain(writers.begin().await?),
         })
     }
 
     /// Commits `txn` durably: on SQLite, returns only once its batch is committed and an
-    /// fsync of the WAL that started after that commit has completed (shared with
-    /// concurrent committers); on PostgreSQL, its commit already is (and groups commits
-    /// itself).
+    /// fsync of the WAL that started after that commit has completed (shared with the
+    /// batch, and with batches committed while the previous fsync ran; write_batch.rs); on
+    /// PostgreSQL, its commit already is (and groups commits itself).
     pub async fn commit(&self, txn: WriteTxn) -> Result<(), StoreError> {
-        txn.commit().await?;
-        self.durable().await
-    }
-
-    /// Waits until every write committed so far is on disk (SQLite); immediate on
-    /// PostgreSQL. For writes committed outside [`Store::commit`].
-    pub async fn durable(&self) -> Result<(), StoreError> {
-        if let Some(sync) = &self.wal_sync {
-            sync.barrier().await.map_err(|e| {
-                StoreError::Db(sea_orm::DbErr::Custom(format!(
-                    "cannot make the commit durable (fsync of the SQLite WAL failed): {e}"
-                )))
-            })?;
-        }
-        Ok(())
+        txn.commit().await
     }
 
     /// How many batches of writes have been committed (SQLite; 0 on PostgreSQL), for
     /// tests and metrics.
-    pub async fn write_batches(&self) -> u64 {
-        match &self.write_batch {
-            Some(b) => b.commits().await,
-            None => 0,
-        }
+    pub fn write_batches(&self) -> u64 {
+        self.sqlite_writes().map_or(0, |w| w.batches)
     }
 
     /// How many fsyncs group commit has performed (SQLite), for tests and metrics.
     pub fn wal_syncs(&self) -> u64 {
         self.wal_sync.as_ref().map_or(0, |s| s.syncs())
+    }
+
+    /// How well SQLite's writes share transactions and fsyncs, counted since this store
+    /// was opened; `None` on PostgreSQL.
+    pub fn sqlite_writes(&self) -> Option<SqliteWrites> {
+        match &self.writes {
+            Writes::Sqlite(b) => Some(SqliteWrites {
+                writes: b.writes(),
+                batches: b.commits(),
+                fsyncs: self.wal_syncs(),
+            }),
+            Writes::Postgres(_) => None,
+        }
     }
 
     /// Wakes the worker when a committed transaction enqueued deliveries.
@@ -386,6 +413,9 @@ impl Store {
         if let ReaderKind::Postgres(readers) = &self.reader.0 {
             readers.close().await;
         }
+        if let Writes::Postgres(writers) = &self.writes {
+            writers.close().await;
+        }
         if self.backend == Backend::Postgres {
             self.writer.close().await?;
         }
@@ -406,7 +436,7 @@ pub struct Reader(ReaderKind);
 #[derive(Debug, Clone)]
 enum ReaderKind {
     Sqlite(Arc<sqlite::ReaderPool>),
-    Postgres(Arc<postgres::ReaderPool>),
+    Postgres(Arc<postgres::ConnPool>),
 }
 
 #[async_trait::async_trait]
@@ -551,18 +581,11 @@ impl ConnectionTrait for ReadTxn {
 #[derive(Debug)]
 struct WriterProxy {
     batcher: Arc<WriteBatcher>,
-    wal_sync: Arc<WalSync>,
 }
 
 impl WriterProxy {
-    async fn durable(&self, txn: WriteTxn) -> Result<(), DbErr> {
-        txn.commit()
-            .await
-            .map_err(|e| DbErr::Custom(e.to_string()))?;
-        self.wal_sync
-            .barrier()
-            .await
-            .map_err(|e| DbErr::Custom(format!("fsync of the SQLite WAL failed: {e}")))
+    async fn finish(&self, txn: WriteTxn) -> Result<(), DbErr> {
+        txn.commit().await.map_err(|e| DbErr::Custom(e.to_string()))
     }
 }
 
@@ -571,7 +594,7 @@ impl ProxyDatabaseTrait for WriterProxy {
     async fn query(&self, statement: Statement) -> Result<Vec<ProxyRow>, DbErr> {
         let txn = self.batcher.begin().await?;
         let rows = txn.query_all_raw(statement).await?;
-        self.durable(txn).await?;
+        self.finish(txn).await?;
         Ok(rows
             .into_iter()
             .filter_map(|r| r.try_as_proxy_row().cloned())
@@ -581,7 +604,7 @@ impl ProxyDatabaseTrait for WriterProxy {
     async fn execute(&self, statement: Statement) -> Result<ProxyExecResult, DbErr> {
         let txn = self.batcher.begin().await?;
         let result = txn.execute_raw(statement).await?;
-        self.durable(txn).await?;
+        self.finish(txn).await?;
         Ok(ProxyExecResult::new(
             result.last_insert_id(),
             result.rows_affected(),

@@ -36,7 +36,7 @@ mod wal_sync;
 mod write_batch;
 
 pub use auth_cache::AUTH_CACHE_TTL;
-pub use connect::{Backend, DatabaseLocation, ReadTxn, Reader, Store};
+pub use connect::{Backend, DatabaseLocation, ReadTxn, Reader, SqliteWrites, Store};
 pub use error::StoreError;
 pub use time::now_millis;
 pub use write_batch::WriteTxn;

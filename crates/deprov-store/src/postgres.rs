@@ -1,5 +1,5 @@
-//! PostgreSQL connections for reads outside a transaction, held here rather than in sqlx's
-//! pool.
+//! PostgreSQL connections for reads outside a transaction and for SCIM write transactions,
+//! held here rather than in sqlx's pool.
 //!
 //! sqlx's pool pings every connection given back to it (`Floating::return_to_pool` in
 //! sqlx-core 0.9), from a task spawned on drop: a second round trip and a thread hand-off
@@ -9,8 +9,9 @@
 //! a connection is never reused in an unknown protocol state, which is what sqlx's ping is
 //! there to catch.
 //!
-//! Writes and read transactions keep sqlx's pool (sea-orm transactions need it); a
-//! transaction is many round trips, so its one ping matters less.
+//! A [`WriteTxn`] is a transaction on such a connection: `BEGIN`, its statements, `COMMIT`,
+//! and no ping after. Abandoned, it is rolled back before its connection is reused.
+//! Read transactions and the delivery worker keep sqlx's pool.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -19,15 +20,15 @@ use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError, P
 use sea_orm::sqlx::{self, Connection as _};
 use sea_orm::{ConnAcquireErr, DbErr, ExecResult, QueryResult, RuntimeErr, Statement};
 use sea_query_sqlx::SqlxValues;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Mutex as AsyncMutex, OwnedSemaphorePermit, Semaphore};
 
 /// A connection this old is closed rather than reused, so that the server can free what a
 /// session accumulates (sqlx's pool default).
 const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 
-/// Read connections to one PostgreSQL database, opened on demand up to a bound.
+/// Connections to one PostgreSQL database, opened on demand up to a bound.
 #[derive(Debug)]
-pub(crate) struct ReaderPool {
+pub(crate) struct ConnPool {
     options: PgConnectOptions,
     idle: Mutex<Vec<Idle>>,
     permits: Arc<Semaphore>,
@@ -42,7 +43,7 @@ struct Idle {
     since: Instant,
 }
 
-impl ReaderPool {
+impl ConnPool {
     /// `size` connections at most; a caller waits up to `acquire_timeout` for one; a
     /// connection idle for `ping_when_idle_for` is pinged before use.
     pub(crate) fn new(
@@ -108,6 +109,20 @@ impl ReaderPool {
             .map_err(|e| DbErr::Exec(RuntimeErr::SqlxError(e.into())))
     }
 
+    /// Starts a write transaction on a connection of the pool.
+    pub(crate) async fn begin(self: &Arc<Self>) -> Result<WriteTxn, DbErr> {
+        let mut lease = self.acquire().await?;
+        let begun = sqlx::raw_sql("BEGIN").execute(&mut lease.conn).await;
+        if let Err(e) = begun {
+            self.give_back(lease, Some(&e));
+            return Err(DbErr::Exec(RuntimeErr::SqlxError(e.into())));
+        }
+        Ok(WriteTxn {
+            pool: self.clone(),
+            conn: AsyncMutex::new(Some(InTxn { lease, busy: false })),
+        })
+    }
+
     /// Closes the idle connections and refuses new leases; leased ones close when dropped.
     pub(crate) async fn close(&self) {
         self.permits.close();
@@ -166,6 +181,125 @@ impl ReaderPool {
                     since: Instant::now(),
                 });
         }
+    }
+}
+
+/// A transaction on a connection of a [`ConnPool`] ([`ConnPool::begin`]). Finish it with
+/// [`WriteTxn::commit`]; dropped before, it is rolled back.
+pub(crate) struct WriteTxn {
+    pool: Arc<ConnPool>,
+    /// `None` once committed.
+    conn: AsyncMutex<Option<InTxn>>,
+}
+
+struct InTxn {
+    lease: Lease,
+    /// A statement was sent and its answer not yet read: set while one runs, so that a
+    /// transaction dropped half-way through a statement (its caller cancelled) closes the
+    /// connection instead of rolling back on a protocol in an unknown state.
+    busy: bool,
+}
+
+impl std::fmt::Debug for WriteTxn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTxn").finish_non_exhaustive()
+    }
+}
+
+impl WriteTxn {
+    /// Runs `run` on the transaction's connection, marked busy while it runs.
+    async fn with_conn<T>(
+        &self,
+        run: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, DbErr> {
+        let mut guard = self.conn.lock().await;
+        let Some(txn) = guard.as_mut() else {
+            return Err(DbErr::Custom(
+                "the transaction was already committed".to_owned(),
+            ));
+        };
+        txn.busy = true;
+        let result = run(&mut txn.lease.conn).await;
+        txn.busy = false;
+        result.map_err(|e| DbErr::Query(RuntimeErr::SqlxError(e.into())))
+    }
+
+    pub(crate) async fn query_all(&self, stmt: &Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let rows = self
+            .with_conn(async |conn| query(stmt).fetch_all(conn).await)
+            .await?;
+        Ok(rows.into_iter().map(QueryResult::from).collect())
+    }
+
+    pub(crate) async fn query_one(&self, stmt: &Statement) -> Result<Option<QueryResult>, DbErr> {
+        let row = self
+            .with_conn(async |conn| query(stmt).fetch_optional(conn).await)
+            .await?;
+        Ok(row.map(QueryResult::from))
+    }
+
+    pub(crate) async fn execute(&self, stmt: &Statement) -> Result<ExecResult, DbErr> {
+        let done = self
+            .with_conn(async |conn| query(stmt).execute(conn).await)
+            .await
+            .map_err(query_to_exec_err)?;
+        Ok(ExecResult::from(done))
+    }
+
+    pub(crate) async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        let done = self
+            .with_conn(async |conn| {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(conn)
+                    .await
+            })
+            .await
+            .map_err(query_to_exec_err)?;
+        Ok(ExecResult::from(done))
+    }
+
+    /// Commits, and gives the connection back to its pool.
+    pub(crate) async fn commit(self) -> Result<(), DbErr> {
+        let Some(mut txn) = self.conn.lock().await.take() else {
+            return Err(DbErr::Custom(
+                "the transaction was already committed".to_owned(),
+            ));
+        };
+        // Not marked busy: `txn` is owned here, so a cancelled commit drops the connection.
+        let done = sqlx::raw_sql("COMMIT").execute(&mut txn.lease.conn).await;
+        self.pool.give_back(txn.lease, done.as_ref().err());
+        done.map(|_| ())
+            .map_err(|e| DbErr::Exec(RuntimeErr::SqlxError(e.into())))
+    }
+}
+
+impl Drop for WriteTxn {
+    /// Rolls an unfinished transaction back, then gives its connection back; closes the
+    /// connection instead when a statement was cut off or no runtime is left to roll back.
+    fn drop(&mut self) {
+        let Some(mut txn) = self.conn.get_mut().take() else {
+            return;
+        };
+        if txn.busy {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pool = self.pool.clone();
+        runtime.spawn(async move {
+            let done = sqlx::raw_sql("ROLLBACK").execute(&mut txn.lease.conn).await;
+            if done.is_ok() {
+                pool.give_back(txn.lease, None);
+            }
+        });
+    }
+}
+
+fn query_to_exec_err(e: DbErr) -> DbErr {
+    match e {
+        DbErr::Query(e) => DbErr::Exec(e),
+        other => other,
     }
 }
 
@@ -259,6 +393,96 @@ mod tests {
                     .ok_or_else(|| anyhow::anyhow!("no row"))?;
                 assert_eq!(row.try_get::<String>("", "v")?, i.to_string());
             }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tenants_named(store: &crate::Store, name: &str) -> anyhow::Result<i64> {
+        let row = store
+            .reader()
+            .query_one_raw(sql(&format!(
+                "SELECT count(*) AS n FROM tenants WHERE name = '{name}'"
+            )))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no row"))?;
+        Ok(row.try_get("", "n")?)
+    }
+
+    fn insert_tenant(name: &str) -> Statement {
+        sql(&format!(
+            "INSERT INTO tenants (id, name, created_at) VALUES ('{name}', '{name}', 0)"
+        ))
+    }
+
+    /// A write transaction dropped without a commit (a handler that returned an error) is
+    /// rolled back, and its connection serves the next write outside any transaction.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abandoned_write_is_rolled_back_and_its_connection_reused() -> anyhow::Result<()> {
+        with_db(Backend::Postgres, |store, _| async move {
+            let txn = store.begin_write().await?;
+            txn.execute_raw(insert_tenant("abandoned")).await?;
+            let pid: i32 = txn
+                .query_one_raw(sql("SELECT pg_backend_pid() AS pid"))
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no row"))?
+                .try_get("", "pid")?;
+            drop(txn);
+            // The rollback runs on a task of its own; the connection is back after it. Writes
+            // begun meanwhile are held, so that each takes another connection.
+            let mut held = Vec::new();
+            let mut reused = false;
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let txn = store.begin_write().await?;
+                let now: i32 = txn
+                    .query_one_raw(sql("SELECT pg_backend_pid() AS pid"))
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no row"))?
+                    .try_get("", "pid")?;
+                held.push(txn);
+                if now == pid {
+                    reused = true;
+                    break;
+                }
+            }
+            drop(held);
+            assert!(reused, "the rolled-back connection never came back");
+            assert_eq!(tenants_named(&store, "abandoned").await?, 0);
+            let txn = store.begin_write().await?;
+            txn.execute_raw(insert_tenant("kept")).await?;
+            store.commit(txn).await?;
+            assert_eq!(tenants_named(&store, "kept").await?, 1);
+            assert_eq!(tenants_named(&store, "abandoned").await?, 0);
+            Ok(())
+        })
+        .await
+    }
+
+    /// A write cancelled while a statement runs (its client went away) commits nothing,
+    /// and no later write inherits its connection's unread answer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_cancelled_mid_statement_commits_nothing() -> anyhow::Result<()> {
+        with_db(Backend::Postgres, |store, _| async move {
+            let txn = store.begin_write().await?;
+            txn.execute_raw(insert_tenant("cancelled")).await?;
+            let slow = txn.query_one_raw(sql("SELECT 'late' AS v FROM pg_sleep(1)"));
+            assert!(
+                tokio::time::timeout(Duration::from_millis(100), slow)
+                    .await
+                    .is_err()
+            );
+            drop(txn);
+            for i in 0..20 {
+                let txn = store.begin_write().await?;
+                let row = txn
+                    .query_one_raw(sql(&format!("SELECT '{i}' AS v")))
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no row"))?;
+                assert_eq!(row.try_get::<String>("", "v")?, i.to_string());
+                store.commit(txn).await?;
+            }
+            assert_eq!(tenants_named(&store, "cancelled").await?, 0);
             Ok(())
         })
         .await

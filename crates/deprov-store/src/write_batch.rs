@@ -6,9 +6,12 @@
 //! write of a batch opens it; each write runs in a savepoint of its own inside it
 //! (`SAVEPOINT` … `RELEASE`, or `ROLLBACK TO` when it fails, which undoes that write
 //! alone); when the first write of the batch is done, a flush is queued behind the writes
-//! already waiting, and commits them all at once. Nobody is answered before the batch is
-//! committed and (through [`crate::wal_sync`]) on disk, so a write reported done is never
-//! lost, and a write that failed left nothing behind.
+//! already waiting, and commits them all at once. The flush then leaves the connection to
+//! the next batch and waits for an fsync of the WAL ([`crate::wal_sync`]) before it tells
+//! the batch's writes: nobody is answered before the batch is committed and on disk, so a
+//! write reported done is never lost, and a write that failed left nothing behind. One
+//! flush waits for the fsync on behalf of the whole batch, so a batch costs at most one
+//! fsync, which runs while the next batch executes.
 //!
 //! A batch holds the writes that were waiting when its first write finished, so it is never
 //! larger than the number of concurrent writers, and an idle service commits each write
@@ -18,20 +21,21 @@
 //! the connection only for the microseconds its statements take.
 //!
 //! PostgreSQL has many writers and groups commits itself: there a [`WriteTxn`] is a plain
-//! transaction.
+//! transaction (postgres.rs).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, ProxyExecResult,
-    QueryResult, Statement,
+    ConnectionTrait, DbBackend, DbErr, ExecResult, ProxyExecResult, QueryResult, Statement,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
 use crate::StoreError;
 use crate::checkpoint::Checkpointer;
+use crate::postgres;
 use crate::sqlite::Conn;
+use crate::wal_sync::WalSync;
 
 /// A write transaction from [`crate::Store::begin_write`]: run statements on it as on any
 /// sea-orm connection, and finish it with [`crate::Store::commit`]. Dropped without a
@@ -40,7 +44,7 @@ pub struct WriteTxn(Inner);
 
 enum Inner {
     /// PostgreSQL: a transaction of its own.
-    Plain(DatabaseTransaction),
+    Plain(postgres::WriteTxn),
     /// SQLite: a savepoint in the current batch.
     Batched(Batched),
 }
@@ -78,14 +82,14 @@ impl Drop for Batched {
 impl ConnectionTrait for WriteTxn {
     fn get_database_backend(&self) -> DbBackend {
         match &self.0 {
-            Inner::Plain(txn) => txn.get_database_backend(),
+            Inner::Plain(_) => DbBackend::Postgres,
             Inner::Batched(_) => DbBackend::Sqlite,
         }
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match &self.0 {
-            Inner::Plain(txn) => txn.execute_raw(stmt).await,
+            Inner::Plain(txn) => txn.execute(&stmt).await,
             Inner::Batched(b) => b.conn()?.execute(&stmt),
         }
     }
@@ -102,21 +106,21 @@ impl ConnectionTrait for WriteTxn {
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match &self.0 {
-            Inner::Plain(txn) => txn.query_one_raw(stmt).await,
+            Inner::Plain(txn) => txn.query_one(&stmt).await,
             Inner::Batched(b) => Ok(b.conn()?.query(&stmt)?.into_iter().next()),
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match &self.0 {
-            Inner::Plain(txn) => txn.query_all_raw(stmt).await,
+            Inner::Plain(txn) => txn.query_all(&stmt).await,
             Inner::Batched(b) => b.conn()?.query(&stmt),
         }
     }
 
     fn support_returning(&self) -> bool {
         match &self.0 {
-            Inner::Plain(txn) => txn.support_returning(),
+            Inner::Plain(_) => DbBackend::Postgres.support_returning(),
             Inner::Batched(_) => DbBackend::Sqlite.support_returning(),
         }
     }
@@ -134,6 +138,14 @@ impl std::fmt::Debug for WriteTxn {
 #[derive(Debug)]
 pub(crate) struct WriteBatcher {
     state: Arc<Mutex<State>>,
+    counts: Arc<Counts>,
+}
+
+/// Writes begun and batches committed so far, readable without the write connection.
+#[derive(Debug, Default)]
+struct Counts {
+    writes: AtomicU64,
+    batches: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -141,14 +153,16 @@ struct State {
     conn: Conn,
     /// Told of every commit: checkpoints are its job, not the writer's.
     checkpointer: Checkpointer,
+    /// Makes each committed batch durable.
+    wal_sync: Arc<WalSync>,
     /// Whether the current batch has opened its transaction.
     open: bool,
     batch: Arc<Batch>,
-    /// Batches committed so far.
-    commits: u64,
+    counts: Arc<Counts>,
 }
 
-/// One batch: whether its flush is queued, and the result of its commit.
+/// One batch: whether its flush is queued, and the result of its commit (`Ok` once it is
+/// on disk).
 #[derive(Debug)]
 struct Batch {
     flush_queued: AtomicBool,
@@ -213,10 +227,20 @@ async fn flush(state: Arc<Mutex<State>>, batch: Arc<Batch>) {
     } else {
         Ok(())
     };
-    state.commits += 1;
+    state.counts.batches.fetch_add(1, Ordering::Relaxed);
     if result.is_ok() {
         state.checkpointer.committed();
     }
+    let wal_sync = state.wal_sync.clone();
+    // The next batch runs while this one's fsync does.
+    drop(state);
+    let result = match result {
+        Ok(()) => wal_sync
+            .barrier()
+            .await
+            .map_err(|e| format!("the fsync of the SQLite WAL failed: {e}")),
+        Err(e) => Err(e),
+    };
     if let Err(e) = &result {
         tracing::error!(error = %e, "committing a batch of SQLite writes failed; each is reported failed");
     }
@@ -224,27 +248,36 @@ async fn flush(state: Arc<Mutex<State>>, batch: Arc<Batch>) {
 }
 
 impl WriteBatcher {
-    pub(crate) fn new(conn: Conn, checkpointer: Checkpointer) -> Self {
+    pub(crate) fn new(conn: Conn, checkpointer: Checkpointer, wal_sync: Arc<WalSync>) -> Self {
+        let counts = Arc::new(Counts::default());
         Self {
             state: Arc::new(Mutex::new(State {
                 conn,
                 checkpointer,
+                wal_sync,
                 open: false,
                 batch: Batch::new(),
-                commits: 0,
+                counts: counts.clone(),
             })),
+            counts,
         }
     }
 
-    /// How many batches have been committed.
-    pub(crate) async fn commits(&self) -> u64 {
-        self.state.lock().await.commits
+    /// How many writes have begun.
+    pub(crate) fn writes(&self) -> u64 {
+        self.counts.writes.load(Ordering::Relaxed)
+    }
+
+    /// How many batches have been committed (or failed to).
+    pub(crate) fn commits(&self) -> u64 {
+        self.counts.batches.load(Ordering::Relaxed)
     }
 
     /// Joins the current batch (opening its transaction if it is the first) with a
     /// savepoint of its own.
     pub(crate) async fn begin(&self) -> Result<WriteTxn, DbErr> {
         let mut guard = self.state.clone().lock_owned().await;
+        self.counts.writes.fetch_add(1, Ordering::Relaxed);
         if !guard.open {
             guard.conn.batch("BEGIN IMMEDIATE")?;
             guard.open = true;
@@ -263,13 +296,12 @@ impl WriteBatcher {
 
 impl WriteTxn {
     /// A transaction of its own (PostgreSQL).
-    pub(crate) fn plain(txn: DatabaseTransaction) -> Self {
+    pub(crate) fn plain(txn: postgres::WriteTxn) -> Self {
         Self(Inner::Plain(txn))
     }
 
-    /// Commits: releases the savepoint and waits for the batch's commit (SQLite), or
-    /// commits the transaction (PostgreSQL). Not yet durable on SQLite: see
-    /// [`crate::Store::commit`].
+    /// Commits: releases the savepoint and waits until the batch is committed and on disk
+    /// (SQLite), or commits the transaction (PostgreSQL).
     pub(crate) async fn commit(self) -> Result<(), StoreError> {
         let mut batched = match self.0 {
             Inner::Plain(txn) => return Ok(txn.commit().await?),
