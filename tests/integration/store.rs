@@ -75,6 +75,7 @@ db_test!(
         // On SQLite they share transactions (write_batch.rs); each still commits or fails on
         // its own.
         let before = store.write_batches();
+        let fsyncs_before = store.wal_syncs();
         let mut writers = tokio::task::JoinSet::new();
         for i in 0..40 {
             let store = store.clone();
@@ -128,6 +129,12 @@ db_test!(
             assert!(
                 batches < 41,
                 "41 writes in {batches} batches: no write was batched"
+            );
+            // Each batch is made durable by one fsync at most, not one per writer in it.
+            let fsyncs = store.wal_syncs() - fsyncs_before;
+            assert!(
+                (1..=batches).contains(&fsyncs),
+                "{batches} batches took {fsyncs} fsyncs"
             );
         }
         // And the store goes on writing.
