@@ -45,6 +45,18 @@ impl Scim {
     pub fn base_url(&self) -> String {
         format!("{}/scim/v2/{}", self.config.public_url, self.tenant.name)
     }
+
+    /// `{base_url}/{kind}/{id}`, the `meta.location` of a resource (built on every read,
+    /// so without `format!`).
+    pub fn resource_url(&self, kind: &str, id: &str) -> String {
+        let (public, tenant) = (self.config.public_url.as_str(), self.tenant.name.as_str());
+        let mut url =
+            String::with_capacity(public.len() + tenant.len() + kind.len() + id.len() + 11);
+        for part in [public, "/scim/v2/", tenant, "/", kind, "/", id] {
+            url.push_str(part);
+        }
+        url
+    }
 }
 
 /// The token presented in `Authorization`, if any.

@@ -25,7 +25,7 @@ fn schema() -> ScimResult<&'static ResourceSchema> {
 }
 
 fn location(scim: &Scim, id: &str) -> String {
-    format!("{}/Groups/{id}", scim.base_url())
+    scim.resource_url("Groups", id)
 }
 
 /// The representation of a stored group, projected; `members` only when they were read.

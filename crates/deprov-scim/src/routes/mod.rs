@@ -28,8 +28,13 @@ pub fn scim_json(status: StatusCode, body: &Value) -> HttpResponse {
 /// A JSON document as bytes, written straight into the buffer (`Display` goes through
 /// `fmt::Write`, a few times slower on large documents).
 pub fn json_bytes(body: &Value) -> Vec<u8> {
+    // Room for a typical user, so that the buffer is not regrown on the way.
+    let mut out = Vec::with_capacity(1024);
     // A `Value` always serialises (its keys are strings); the fallback is never taken.
-    serde_json::to_vec(body).unwrap_or_else(|_| body.to_string().into_bytes())
+    match serde_json::to_writer(&mut out, body) {
+        Ok(()) => out,
+        Err(_) => body.to_string().into_bytes(),
+    }
 }
 
 pub fn scim_builder(status: StatusCode) -> HttpResponseBuilder {

@@ -26,7 +26,7 @@ fn schema() -> ScimResult<&'static ResourceSchema> {
 }
 
 fn location(scim: &Scim, id: &str) -> String {
-    format!("{}/Users/{id}", scim.base_url())
+    scim.resource_url("Users", id)
 }
 
 /// The representation of a stored user, projected.

@@ -284,12 +284,17 @@ impl Store {
         tenant_id: &str,
         id: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
+        // The text is the same on every call (and both backends): built once.
+        static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT {} FROM users u WHERE u.id = $1 AND u.tenant_id = $2",
+                user::Model::select("u")
+            )
+        });
         let mut sql = Sql::new(self.backend());
         let (i, t) = (sql.bind(id.to_owned()), sql.bind(tenant_id.to_owned()));
-        sql.push(&format!(
-            "SELECT {} FROM users u WHERE u.id = {i} AND u.tenant_id = {t}",
-            user::Model::select("u")
-        ));
+        debug_assert_eq!((i.as_str(), t.as_str()), ("$1", "$2"));
+        sql.push(&SELECT);
         let rows = self.reader().rows::<user::Model>(sql.build()).await?;
         Ok(rows.into_iter().next().map(UserRecord::from))
     }
