@@ -56,6 +56,35 @@ pub struct EnqueueEvent<'a> {
 /// Rows per multi-row INSERT: 15 columns each stays far below SQLite's bound-parameter limit.
 const INSERT_CHUNK: usize = 500;
 
+/// A target's id and kind: what [`enqueue`] writes into a delivery.
+struct EnabledTarget {
+    id: String,
+    kind: String,
+}
+
+/// The tenant's enabled targets. Every deactivation asks, and most tenants have few or
+/// none, so the statement is a fixed text rather than one built per call.
+async fn enabled_targets(
+    db: &impl ConnectionTrait,
+    tenant_id: &str,
+) -> Result<Vec<EnabledTarget>, StoreError> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT id, kind FROM targets WHERE tenant_id = $1 AND enabled = $2",
+            [tenant_id.into(), true.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(EnabledTarget {
+                id: r.try_get("", "id")?,
+                kind: r.try_get("", "kind")?,
+            })
+        })
+        .collect()
+}
+
 /// Writes one delivery per enabled target each event reaches, in the caller's transaction.
 ///
 /// Call it *before* a deleted user's memberships are removed: group-bound targets are reached
@@ -71,11 +100,7 @@ pub async fn enqueue(
     if !events.iter().any(|e| e.kind.revokes()) {
         return Ok(0);
     }
-    let targets = target::Entity::find()
-        .filter(target::Column::TenantId.eq(tenant_id))
-        .filter(target::Column::Enabled.eq(true))
-        .all(db)
-        .await?;
+    let targets = enabled_targets(db, tenant_id).await?;
     if targets.is_empty() {
         return Ok(0);
     }
