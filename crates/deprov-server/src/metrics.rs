@@ -221,21 +221,37 @@ impl DeliveryObserver for Metrics {
     }
 }
 
-/// The SQLite store's write counts, read at every scrape; nothing on PostgreSQL.
-#[derive(Debug, Default)]
-struct SqliteReading(Mutex<Option<SqliteWrites>>);
+/// The last reading of something a collector encodes on every scrape.
+#[derive(Debug)]
+struct Reading<T>(Mutex<Option<T>>);
 
-impl SqliteReading {
-    fn set(&self, reading: Option<SqliteWrites>) {
+impl<T> Default for Reading<T> {
+    fn default() -> Self {
+        Self(Mutex::new(None))
+    }
+}
+
+impl<T: Clone> Reading<T> {
+    fn set(&self, reading: Option<T>) {
         if let Ok(mut slot) = self.0.lock() {
             *slot = reading;
         }
     }
+
+    fn get(&self) -> Option<T> {
+        self.0.lock().ok().and_then(|r| r.clone())
+    }
 }
+
+/// The SQLite store's write counts, read at every scrape; nothing on PostgreSQL.
+type SqliteReading = Reading<SqliteWrites>;
+
+/// The last database reading.
+type DatabaseReading = Reading<MetricsSnapshot>;
 
 impl Collector for SqliteReading {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(w) = self.0.lock().ok().and_then(|r| *r) else {
+        let Some(w) = self.get() else {
             return Ok(());
         };
         for (name, help, n) in [
@@ -262,21 +278,9 @@ impl Collector for SqliteReading {
     }
 }
 
-/// The last database reading, encoded on every scrape.
-#[derive(Debug, Default)]
-struct DatabaseReading(Mutex<Option<MetricsSnapshot>>);
-
-impl DatabaseReading {
-    fn set(&self, reading: Option<MetricsSnapshot>) {
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = reading;
-        }
-    }
-}
-
 impl Collector for DatabaseReading {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let reading = self.0.lock().ok().and_then(|r| r.clone());
+        let reading = self.get();
         let up = encoder.encode_descriptor(
             "deprov_database_up",
             "1 when the last metrics reading of the database succeeded, else 0 (the database metrics are then left out).",

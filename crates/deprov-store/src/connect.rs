@@ -138,8 +138,6 @@ pub struct Store {
     writer: DatabaseConnection,
     location: String,
     outbox_wake: Arc<Notify>,
-    /// SQLite only: makes commits durable, sharing fsyncs between concurrent writers.
-    wal_sync: Option<Arc<WalSync>>,
     pub(crate) auth_cache: Arc<AuthCache>,
     /// Where [`Store::begin_write`]'s transactions run.
     writes: Writes,
@@ -192,11 +190,10 @@ impl Store {
                     .map_err(&sqlite_err)?;
                 let reader = Reader(ReaderKind::Sqlite(Arc::new(readers)));
                 let checkpointer = Checkpointer::start(path, BUSY_TIMEOUT).map_err(&sqlite_err)?;
-                let wal_sync = Arc::new(WalSync::for_database(path));
                 let batcher = Arc::new(WriteBatcher::new(
                     sqlite::Conn::new(writer),
                     checkpointer,
-                    wal_sync.clone(),
+                    Arc::new(WalSync::for_database(path)),
                 ));
                 let writer = Database::connect_proxy(
                     DbBackend::Sqlite,
@@ -212,7 +209,6 @@ impl Store {
                     writer,
                     location: redacted,
                     outbox_wake: Arc::default(),
-                    wal_sync: Some(wal_sync),
                     auth_cache: Arc::default(),
                     writes: Writes::Sqlite(batcher),
                 })
@@ -270,7 +266,6 @@ impl Store {
                     writer: conn,
                     location: redacted,
                     outbox_wake: Arc::default(),
-                    wal_sync: None,
                     auth_cache: Arc::default(),
                     writes: Writes::Postgres(writers),
                 })
@@ -370,7 +365,7 @@ impl Store {
 
     /// How many fsyncs group commit has performed (SQLite), for tests and metrics.
     pub fn wal_syncs(&self) -> u64 {
-        self.wal_sync.as_ref().map_or(0, |s| s.syncs())
+        self.sqlite_writes().map_or(0, |w| w.fsyncs)
     }
 
     /// How well SQLite's writes share transactions and fsyncs, counted since this store
@@ -380,7 +375,7 @@ impl Store {
             Writes::Sqlite(b) => Some(SqliteWrites {
                 writes: b.writes(),
                 batches: b.commits(),
-                fsyncs: self.wal_syncs(),
+                fsyncs: b.fsyncs(),
             }),
             Writes::Postgres(_) => None,
         }

@@ -342,13 +342,17 @@ mod tests {
         Statement::from_string(DbBackend::Postgres, sql)
     }
 
-    async fn reader_pid(store: &crate::Store) -> anyhow::Result<i32> {
-        let row = store
-            .reader()
+    /// The server process behind the connection `db` runs its next statement on.
+    async fn backend_pid(db: &impl ConnectionTrait) -> anyhow::Result<i32> {
+        let row = db
             .query_one_raw(sql("SELECT pg_backend_pid() AS pid"))
             .await?
             .ok_or_else(|| anyhow::anyhow!("no row"))?;
         Ok(row.try_get("", "pid")?)
+    }
+
+    async fn reader_pid(store: &crate::Store) -> anyhow::Result<i32> {
+        backend_pid(store.reader()).await
     }
 
     /// A server restart (here: its sessions terminated) while the readers sit idle costs
@@ -422,11 +426,7 @@ mod tests {
         with_db(Backend::Postgres, |store, _| async move {
             let txn = store.begin_write().await?;
             txn.execute_raw(insert_tenant("abandoned")).await?;
-            let pid: i32 = txn
-                .query_one_raw(sql("SELECT pg_backend_pid() AS pid"))
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no row"))?
-                .try_get("", "pid")?;
+            let pid = backend_pid(&txn).await?;
             drop(txn);
             // The rollback runs on a task of its own; the connection is back after it. Writes
             // begun meanwhile are held, so that each takes another connection.
@@ -435,11 +435,7 @@ mod tests {
             for _ in 0..10 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 let txn = store.begin_write().await?;
-                let now: i32 = txn
-                    .query_one_raw(sql("SELECT pg_backend_pid() AS pid"))
-                    .await?
-                    .ok_or_else(|| anyhow::anyhow!("no row"))?
-                    .try_get("", "pid")?;
+                let now = backend_pid(&txn).await?;
                 held.push(txn);
                 if now == pid {
                     reused = true;

@@ -139,6 +139,7 @@ impl std::fmt::Debug for WriteTxn {
 pub(crate) struct WriteBatcher {
     state: Arc<Mutex<State>>,
     counts: Arc<Counts>,
+    wal_sync: Arc<WalSync>,
 }
 
 /// Writes begun and batches committed so far, readable without the write connection.
@@ -254,12 +255,13 @@ impl WriteBatcher {
             state: Arc::new(Mutex::new(State {
                 conn,
                 checkpointer,
-                wal_sync,
+                wal_sync: wal_sync.clone(),
                 open: false,
                 batch: Batch::new(),
                 counts: counts.clone(),
             })),
             counts,
+            wal_sync,
         }
     }
 
@@ -271,6 +273,11 @@ impl WriteBatcher {
     /// How many batches have been committed (or failed to).
     pub(crate) fn commits(&self) -> u64 {
         self.counts.batches.load(Ordering::Relaxed)
+    }
+
+    /// How many fsyncs of the WAL have made batches durable.
+    pub(crate) fn fsyncs(&self) -> u64 {
+        self.wal_sync.syncs()
     }
 
     /// Joins the current batch (opening its transaction if it is the first) with a
