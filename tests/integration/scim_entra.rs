@@ -51,7 +51,8 @@ async fn stored_user(app: &App, id: &str) -> anyhow::Result<Value> {
         .get_user(&app.tenant_id, id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("user"))?
-        .resource)
+        .resource
+        .to_value()?)
 }
 
 db_test!(

@@ -89,7 +89,7 @@ db_test!(
             .get_user(&app.tenant_id, &id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("stored"))?;
-        assert!(stored.resource.get("password").is_none());
+        assert!(stored.resource.to_value()?.get("password").is_none());
         assert_eq!(stored.external_id.as_deref(), Some("00u1"));
 
         // A duplicate userName (any case) is 409 uniqueness.

@@ -1037,6 +1037,8 @@ db_test!(
         let asc = all(Some(family.clone()), SortOrder::Ascending).await?;
         let fam = |u: &UserRecord| {
             u.resource
+                .to_value()
+                .ok()?
                 .pointer("/name/familyName")
                 .and_then(Value::as_str)
                 .map(str::to_owned)

@@ -6,6 +6,10 @@
 use sea_orm::DbErr;
 use sea_orm::sqlx::Row as _;
 use sea_orm::sqlx::postgres::PgRow;
+use sea_orm::sqlx::types::Json;
+use serde_json::value::RawValue;
+
+use crate::scim::Document;
 
 /// A driver's row, read by column position.
 pub(crate) trait Row {
@@ -14,6 +18,8 @@ pub(crate) trait Row {
     fn int(&self, i: usize) -> Result<i64, DbErr>;
     fn boolean(&self, i: usize) -> Result<bool, DbErr>;
     fn json(&self, i: usize) -> Result<serde_json::Value, DbErr>;
+    /// A JSON column's text, checked but not parsed into a `Value`.
+    fn json_text(&self, i: usize) -> Result<Document, DbErr>;
 }
 
 /// A row type decoded by position. Its SELECTs list [`Decode::COLUMNS`], in order, before
@@ -73,6 +79,19 @@ impl Row for rusqlite::Row<'_> {
             )),
         }
     }
+
+    fn json_text(&self, i: usize) -> Result<Document, DbErr> {
+        use rusqlite::types::ValueRef;
+        match self.get_ref(i).map_err(|e| column_err(i, e))? {
+            ValueRef::Text(t) | ValueRef::Blob(t) => {
+                Document::from_slice(t).map_err(|e| DbErr::Json(e.to_string()))
+            }
+            other => Err(column_err(
+                i,
+                format!("JSON expected, found {:?}", other.data_type()),
+            )),
+        }
+    }
 }
 
 impl Row for PgRow {
@@ -94,5 +113,11 @@ impl Row for PgRow {
 
     fn json(&self, i: usize) -> Result<serde_json::Value, DbErr> {
         self.try_get(i).map_err(|e| column_err(i, e))
+    }
+
+    fn json_text(&self, i: usize) -> Result<Document, DbErr> {
+        self.try_get::<Json<Box<RawValue>>, _>(i)
+            .map(|Json(raw)| Document::from_raw(raw))
+            .map_err(|e| column_err(i, e))
     }
 }

@@ -1,7 +1,10 @@
 //! From a stored resource to what a client reads: `id`, `schemas`, `meta` (RFC 7643 §3.1),
 //! the weak ETag (RFC 7644 §3.14) and `attributes`/`excludedAttributes` (RFC 7644 §3.9).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ScimError, ScimResult};
@@ -31,39 +34,81 @@ pub fn rfc3339_millis(millis: i64) -> String {
 #[derive(Debug, Clone)]
 pub struct Stored<'a> {
     pub id: &'a str,
-    /// Taken, not copied: a read renders each record once.
-    pub resource: Value,
     pub version: i64,
     pub created_ms: i64,
     pub updated_ms: i64,
     pub location: String,
 }
 
-/// The full representation: the stored attributes, `schemas`, `id` and `meta`.
-pub fn render(schema: &ResourceSchema, stored: Stored<'_>) -> Map<String, Value> {
-    let mut out = match stored.resource {
+impl Stored<'_> {
+    fn meta(&self, schema: &ResourceSchema) -> Value {
+        json!({
+            "resourceType": schema.name,
+            "created": rfc3339_millis(self.created_ms),
+            "lastModified": rfc3339_millis(self.updated_ms),
+            "location": self.location,
+            "version": etag(self.version),
+        })
+    }
+}
+
+/// The top-level attributes never returned, whatever ended up stored (RFC 7643 §7
+/// `returned: never`, and writeOnly ones).
+fn never_returned(schema: &ResourceSchema) -> impl Iterator<Item = &str> {
+    schema
+        .core
+        .attributes
+        .iter()
+        .filter(|a| a.returned == Returned::Never || a.mutability == Mutability::WriteOnly)
+        .map(|a| a.name.as_str())
+}
+
+/// The full representation: the stored attributes (`resource`, taken: a read renders each
+/// record once), `schemas`, `id` and `meta`.
+pub fn render(schema: &ResourceSchema, resource: Value, stored: &Stored<'_>) -> Map<String, Value> {
+    let mut out = match resource {
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    // Never returned, whatever ended up stored (RFC 7643 §7 `returned: never`).
-    for attr in &schema.core.attributes {
-        if attr.returned == Returned::Never || attr.mutability == Mutability::WriteOnly {
-            out.remove(&attr.name);
-        }
+    for name in never_returned(schema) {
+        out.remove(name);
     }
     super::set_schemas(schema, &mut out);
     out.insert("id".to_owned(), Value::String(stored.id.to_owned()));
-    out.insert(
-        "meta".to_owned(),
-        json!({
-            "resourceType": schema.name,
-            "created": rfc3339_millis(stored.created_ms),
-            "lastModified": rfc3339_millis(stored.updated_ms),
-            "location": stored.location,
-            "version": etag(stored.version),
-        }),
-    );
+    out.insert("meta".to_owned(), stored.meta(schema));
     out
+}
+
+/// [`render`] of a resource stored as JSON text, as JSON text, without parsing the stored
+/// attributes: only the top level is split, and each attribute's text is copied as it is.
+/// The keys come sorted, as from [`render`] (serde_json's map is ordered), so for text
+/// serde_json wrote the answer is byte for byte the one [`render`] gives. `None` when
+/// `text` is not such an object (a key with an escape in it, say): then [`render`] does
+/// the work.
+pub fn render_text(
+    schema: &ResourceSchema,
+    text: &str,
+    stored: &Stored<'_>,
+) -> Option<Box<RawValue>> {
+    let mut out: BTreeMap<&str, &RawValue> = serde_json::from_str(text).ok()?;
+    for name in never_returned(schema) {
+        out.remove(name);
+    }
+    let mut urns = vec![schema.core.id.as_str()];
+    urns.extend(
+        schema
+            .extensions
+            .iter()
+            .filter(|ext| out.contains_key(ext.id.as_str()))
+            .map(|ext| ext.id.as_str()),
+    );
+    let schemas = serde_json::value::to_raw_value(&urns).ok()?;
+    let id = serde_json::value::to_raw_value(stored.id).ok()?;
+    let meta = serde_json::value::to_raw_value(&stored.meta(schema)).ok()?;
+    out.insert("schemas", &schemas);
+    out.insert("id", &id);
+    out.insert("meta", &meta);
+    serde_json::value::to_raw_value(&out).ok()
 }
 
 /// `attributes` / `excludedAttributes` (RFC 7644 §3.9), resolved to canonical paths

@@ -33,9 +33,9 @@ pub fn represent(scim: &Scim, rec: GroupRecord, projection: &Projection) -> Scim
     let schema = schema()?;
     let mut full = render(
         schema,
-        Stored {
+        rec.resource,
+        &Stored {
             id: &rec.id,
-            resource: rec.resource,
             version: rec.version,
             created_ms: rec.created_at,
             updated_ms: rec.updated_at,
@@ -178,7 +178,7 @@ pub async fn search_with(scim: &Scim, params: &ListParams) -> ScimResult<HttpRes
         .await?;
     let resources = records
         .into_iter()
-        .map(|r| represent(scim, r, &projection))
+        .map(|r| represent(scim, r, &projection).map(|v| super::raw_json(&v)))
         .collect::<ScimResult<Vec<_>>>()?;
     Ok(list_response(total, query.start_index, resources))
 }

@@ -10,7 +10,8 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use deprov_core::scim::{ListQuery, SortOrder};
-use serde_json::{Map, Value, json};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use crate::ScimLimits;
 use crate::error::{SCIM_CONTENT_TYPE, ScimError, ScimResult};
@@ -272,16 +273,38 @@ impl ListParams {
     }
 }
 
-/// A ListResponse (RFC 7644 §3.4.2).
-pub fn list_response(total: u64, start_index: u64, resources: Vec<Value>) -> HttpResponse {
-    // Built by hand: `json!` would copy every resource through serde's serializer.
-    let mut body = Map::new();
-    body.insert("schemas".to_owned(), json!([LIST_RESPONSE_URN]));
-    body.insert("totalResults".to_owned(), total.into());
-    body.insert("startIndex".to_owned(), start_index.into());
-    body.insert("itemsPerPage".to_owned(), resources.len().into());
-    body.insert("Resources".to_owned(), Value::Array(resources));
-    scim_json(StatusCode::OK, &Value::Object(body))
+/// A rendered resource's JSON text, as a list response carries it.
+pub fn raw_json(value: &Value) -> Box<RawValue> {
+    // A `Value` always serialises (its keys are strings).
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+/// A ListResponse (RFC 7644 §3.4.2), its resources already rendered as JSON text.
+pub fn list_response(total: u64, start_index: u64, resources: Vec<Box<RawValue>>) -> HttpResponse {
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct ListResponse<'a> {
+        schemas: [&'static str; 1],
+        total_results: u64,
+        start_index: u64,
+        items_per_page: usize,
+        #[serde(rename = "Resources")]
+        resources: &'a [Box<RawValue>],
+    }
+    let body = ListResponse {
+        schemas: [LIST_RESPONSE_URN],
+        total_results: total,
+        start_index,
+        items_per_page: resources.len(),
+        resources: &resources,
+    };
+    let mut out =
+        Vec::with_capacity(256 + resources.iter().map(|r| r.get().len() + 1).sum::<usize>());
+    match serde_json::to_writer(&mut out, &body) {
+        Ok(()) => scim_builder(StatusCode::OK).body(out),
+        // Plain data and JSON text already checked: never taken.
+        Err(e) => actix_web::ResponseError::error_response(&ScimError::internal(&e)),
+    }
 }
 
 /// `If-Match` (RFC 7644 §3.14): `Ok` when absent, `*`, or naming `version`; else 412.

@@ -2,7 +2,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use deprov_core::scim::ListQuery;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{ListParams, list_response, read_json};
 use crate::auth::Scim;
@@ -46,7 +46,7 @@ pub async fn root(scim: Scim, req: HttpRequest, payload: web::Payload) -> ScimRe
         (Err(e), Err(_)) => return Err(e.clone()),
     };
     let mut total = 0u64;
-    let mut resources: Vec<Value> = Vec::new();
+    let mut resources: Vec<Box<RawValue>> = Vec::new();
     // Position of the first resource of the current type in the concatenation (1-based).
     let mut offset = 1u64;
     if let Ok((q, projection)) = &users {
@@ -68,7 +68,9 @@ pub async fn root(scim: Scim, req: HttpRequest, payload: web::Payload) -> ScimRe
             .list_groups(&scim.tenant.id, &part(q, start, remaining, offset), include)
             .await?;
         for r in page {
-            resources.push(super::groups::represent(&scim, r, projection)?);
+            resources.push(super::raw_json(&super::groups::represent(
+                &scim, r, projection,
+            )?));
         }
         total += t;
     }

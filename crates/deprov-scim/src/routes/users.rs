@@ -8,16 +8,17 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use deprov_store::StoreError;
 use deprov_store::scim::{UserRecord, UserWrite};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{
     ListParams, Query, RETRIES, check_if_match, delete_precondition, etag_header, list_response,
-    not_modified, not_modified_response, object, read_json, scim_builder,
+    not_modified, not_modified_response, raw_json, read_json, scim_builder,
 };
 use crate::auth::Scim;
 use crate::error::{ScimError, ScimResult};
 use crate::patch::{self, PatchLimits};
-use crate::resource::render::{Projection, Stored, render};
+use crate::resource::render::{Projection, Stored, render, render_text};
 use crate::resource::{check_immutable, normalise_body, string_attr};
 use crate::schema::{ResourceSchema, catalog};
 
@@ -29,21 +30,32 @@ fn location(scim: &Scim, id: &str) -> String {
     scim.resource_url("Users", id)
 }
 
-/// The representation of a stored user, projected.
-pub fn represent(scim: &Scim, rec: UserRecord, projection: &Projection) -> ScimResult<Value> {
+/// The representation of a stored user, projected, as JSON text. Without a projection the
+/// stored text is spliced in rather than parsed (what almost every read asks for).
+pub fn represent(
+    scim: &Scim,
+    rec: UserRecord,
+    projection: &Projection,
+) -> ScimResult<Box<RawValue>> {
     let schema = schema()?;
-    let full = render(
-        schema,
-        Stored {
-            id: &rec.id,
-            resource: rec.resource,
-            version: rec.version,
-            created_ms: rec.created_at,
-            updated_ms: rec.updated_at,
-            location: location(scim, &rec.id),
-        },
-    );
-    Ok(Value::Object(projection.apply(schema, full)))
+    let stored = Stored {
+        id: &rec.id,
+        version: rec.version,
+        created_ms: rec.created_at,
+        updated_ms: rec.updated_at,
+        location: location(scim, &rec.id),
+    };
+    if projection.is_empty()
+        && let Some(text) = render_text(schema, rec.resource.text(), &stored)
+    {
+        return Ok(text);
+    }
+    let resource = rec
+        .resource
+        .to_value()
+        .map_err(|e| ScimError::internal(&e))?;
+    let full = render(schema, resource, &stored);
+    Ok(raw_json(&Value::Object(projection.apply(schema, full))))
 }
 
 fn respond(
@@ -60,7 +72,7 @@ fn respond(
     if let Some(url) = new_location {
         b.insert_header((header::LOCATION, url));
     }
-    Ok(b.body(super::json_bytes(&body)))
+    Ok(b.body(String::from(Box::<str>::from(body))))
 }
 
 /// How a user without an `active` value is read.
@@ -104,6 +116,15 @@ fn known_id(id: &str) -> ScimResult<&str> {
         return Err(ScimError::not_found(format!("no User with id {id:?}")));
     }
     Ok(id)
+}
+
+/// The stored attributes of `rec`, parsed (for a write that changes them).
+fn stored_object(rec: &UserRecord) -> ScimResult<Map<String, Value>> {
+    match rec.resource.to_value() {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Ok(Map::new()),
+        Err(e) => Err(ScimError::internal(&e)),
+    }
 }
 
 async fn current(scim: &Scim, id: &str) -> ScimResult<UserRecord> {
@@ -176,7 +197,7 @@ pub async fn replace(
     for attempt in 0.. {
         let old = current(&scim, &id.1).await?;
         check_if_match(&req, old.version)?;
-        check_immutable(schema, &object(&old.resource), &normalised.resource)?;
+        check_immutable(schema, &stored_object(&old)?, &normalised.resource)?;
         let write = user_write(normalised.resource.clone(), Absent::Keep(old.active))?;
         match scim.store.replace_seen_user(&ctx, &old, write).await {
             Ok(rec) => return respond(&scim, StatusCode::OK, rec, &projection),
@@ -216,7 +237,7 @@ pub async fn patch(
         check_if_match(&req, old.version)?;
         let patched = patch::apply(
             schema,
-            &object(&old.resource),
+            &stored_object(&old)?,
             &old.id,
             &ops,
             PatchLimits {

@@ -34,6 +34,7 @@
 //! [`StoreError::InvalidMembers`]: crate::StoreError::InvalidMembers
 //! [`StoreError::InvalidFilter`]: crate::StoreError::InvalidFilter
 
+mod document;
 mod events;
 mod filter;
 mod groups;
@@ -42,10 +43,13 @@ pub(crate) mod sql;
 mod users;
 
 use deprov_core::scim::MemberRef;
+use sea_orm::{DbErr, FromQueryResult, QueryResult};
 use serde_json::Value as JsonValue;
 
+use crate::decode::Decode;
 use crate::entity::{group, user};
 
+pub use document::Document;
 pub use events::EventRecord;
 
 /// Who asked for a change, recorded with every event it causes.
@@ -72,7 +76,7 @@ pub struct UserRecord {
     pub display_name: Option<String>,
     pub active: bool,
     /// The stored SCIM representation, without `id`, `meta` and `groups`.
-    pub resource: JsonValue,
+    pub resource: Document,
     /// Starts at 1 and grows by one with every write (the ETag's source).
     pub version: i64,
     /// Milliseconds since the Unix epoch.
@@ -140,11 +144,57 @@ impl From<user::Model> for UserRecord {
             external_id: m.external_id,
             display_name: m.display_name,
             active: m.active,
-            resource: m.resource,
+            resource: Document::from_value(&m.resource),
             version: m.version,
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
+    }
+}
+
+/// Reads decode a user straight into its record, the document kept as text.
+impl Decode for UserRecord {
+    const COLUMNS: &'static [&'static str] = &[
+        "id",
+        "user_name",
+        "external_id",
+        "display_name",
+        "active",
+        "resource",
+        "version",
+        "created_at",
+        "updated_at",
+    ];
+
+    fn decode(row: &impl crate::decode::Row) -> Result<Self, DbErr> {
+        Ok(Self {
+            id: row.text(0)?,
+            user_name: row.text(1)?,
+            external_id: row.text_or_null(2)?,
+            display_name: row.text_or_null(3)?,
+            active: row.boolean(4)?,
+            resource: row.json_text(5)?,
+            version: row.int(6)?,
+            created_at: row.int(7)?,
+            updated_at: row.int(8)?,
+        })
+    }
+}
+
+/// The same columns through sea-orm (a list read in a PostgreSQL transaction).
+impl FromQueryResult for UserRecord {
+    fn from_query_result(res: &QueryResult, pre: &str) -> Result<Self, DbErr> {
+        Ok(Self {
+            id: res.try_get(pre, "id")?,
+            user_name: res.try_get(pre, "user_name")?,
+            external_id: res.try_get(pre, "external_id")?,
+            display_name: res.try_get(pre, "display_name")?,
+            active: res.try_get(pre, "active")?,
+            resource: Document::from_value(&res.try_get::<JsonValue>(pre, "resource")?),
+            version: res.try_get(pre, "version")?,
+            created_at: res.try_get(pre, "created_at")?,
+            updated_at: res.try_get(pre, "updated_at")?,
+        })
     }
 }
 

@@ -288,15 +288,15 @@ impl Store {
         static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             format!(
                 "SELECT {} FROM users u WHERE u.id = $1 AND u.tenant_id = $2",
-                user::Model::select("u")
+                UserRecord::select("u")
             )
         });
         let mut sql = Sql::new(self.backend());
         let (i, t) = (sql.bind(id.to_owned()), sql.bind(tenant_id.to_owned()));
         debug_assert_eq!((i.as_str(), t.as_str()), ("$1", "$2"));
         sql.push(&SELECT);
-        let rows = self.reader().rows::<user::Model>(sql.build()).await?;
-        Ok(rows.into_iter().next().map(UserRecord::from))
+        let rows = self.reader().rows::<UserRecord>(sql.build()).await?;
+        Ok(rows.into_iter().next())
     }
 
     /// Replaces a user's attributes (PUT, RFC 7644 §3.5.1; also the result of a PATCH).
@@ -415,8 +415,6 @@ impl Store {
         tenant_id: &str,
         query: &ListQuery,
     ) -> Result<(u64, Vec<UserRecord>), StoreError> {
-        let (total, rows) =
-            list_rows::<user::Model>(self, "users", ResourceKind::User, tenant_id, query).await?;
-        Ok((total, rows.into_iter().map(UserRecord::from).collect()))
+        list_rows::<UserRecord>(self, "users", ResourceKind::User, tenant_id, query).await
     }
 }
