@@ -23,7 +23,7 @@ use deprov_core::scim::EventKind;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, Statement,
+    QueryOrder, QueryResult, QuerySelect, Set, Statement,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -57,24 +57,20 @@ pub struct EnqueueEvent<'a> {
 const INSERT_CHUNK: usize = 500;
 
 /// A target's id and kind: what [`enqueue`] writes into a delivery.
-struct EnabledTarget {
+pub(crate) struct EnabledTarget {
     id: String,
     kind: String,
 }
 
-/// The tenant's enabled targets. Every deactivation asks, and most tenants have few or
-/// none, so the statement is a fixed text rather than one built per call.
-async fn enabled_targets(
-    db: &impl ConnectionTrait,
-    tenant_id: &str,
-) -> Result<Vec<EnabledTarget>, StoreError> {
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "SELECT id, kind FROM targets WHERE tenant_id = $1 AND enabled = $2",
-            [tenant_id.into(), true.into()],
-        ))
-        .await?;
+/// The statement reading a tenant's enabled targets, its two parameters being the tenant's
+/// id and `true`. Every deactivation asks, and most tenants have few or none, so it is a
+/// fixed text rather than one built per call.
+pub(crate) fn enabled_targets_sql(tenant: &str, enabled: &str) -> String {
+    format!("SELECT id, kind FROM targets WHERE tenant_id = {tenant} AND enabled = {enabled}")
+}
+
+/// The rows of [`enabled_targets_sql`].
+pub(crate) fn enabled_targets_of(rows: &[QueryResult]) -> Result<Vec<EnabledTarget>, StoreError> {
     rows.iter()
         .map(|r| {
             Ok(EnabledTarget {
@@ -83,6 +79,22 @@ async fn enabled_targets(
             })
         })
         .collect()
+}
+
+async fn enabled_targets(
+    db: &impl ConnectionTrait,
+    tenant_id: &str,
+) -> Result<Vec<EnabledTarget>, StoreError> {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| enabled_targets_sql("$1", "$2"));
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            SQL.as_str(),
+            [tenant_id.into(), true.into()],
+        ))
+        .await?;
+    enabled_targets_of(&rows)
 }
 
 /// Writes one delivery per enabled target each event reaches, in the caller's transaction.
@@ -97,10 +109,24 @@ pub async fn enqueue(
     tenant_id: &str,
     events: &[EnqueueEvent<'_>],
 ) -> Result<usize, StoreError> {
+    enqueue_to(db, tenant_id, events, None).await
+}
+
+/// [`enqueue`], given the tenant's enabled targets when the caller has read them already
+/// (in this transaction, with [`enabled_targets_sql`]).
+pub(crate) async fn enqueue_to(
+    db: &impl ConnectionTrait,
+    tenant_id: &str,
+    events: &[EnqueueEvent<'_>],
+    targets: Option<Vec<EnabledTarget>>,
+) -> Result<usize, StoreError> {
     if !events.iter().any(|e| e.kind.revokes()) {
         return Ok(0);
     }
-    let targets = enabled_targets(db, tenant_id).await?;
+    let targets = match targets {
+        Some(t) => t,
+        None => enabled_targets(db, tenant_id).await?,
+    };
     if targets.is_empty() {
         return Ok(0);
     }
