@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::ScimLimits;
 use crate::auth::Scim;
 use crate::error::{ScimError, ScimResult};
-use crate::routes::{list_response, raw_json, scim_json};
+use crate::routes::{json_text, list_response, scim_json};
 use crate::schema::catalog;
 
 /// The ServiceProviderConfig document as served.
@@ -62,7 +62,7 @@ pub async fn get_service_provider_config(scim: Scim) -> ScimResult<HttpResponse>
 
 pub async fn list_schemas(scim: Scim) -> ScimResult<HttpResponse> {
     let docs = schema_docs(&scim.base_url())?;
-    let docs: Vec<_> = docs.iter().map(raw_json).collect();
+    let docs: Vec<_> = docs.iter().map(json_text).collect();
     Ok(list_response(docs.len() as u64, 1, docs))
 }
 
@@ -81,7 +81,7 @@ pub async fn get_schema(scim: Scim, path: web::Path<(String, String)>) -> ScimRe
 
 pub async fn list_resource_types(scim: Scim) -> ScimResult<HttpResponse> {
     let docs = resource_type_docs(&scim.base_url())?;
-    let docs: Vec<_> = docs.iter().map(raw_json).collect();
+    let docs: Vec<_> = docs.iter().map(json_text).collect();
     Ok(list_response(docs.len() as u64, 1, docs))
 }
 

@@ -18,7 +18,7 @@ pub(crate) trait Row {
     fn int(&self, i: usize) -> Result<i64, DbErr>;
     fn boolean(&self, i: usize) -> Result<bool, DbErr>;
     fn json(&self, i: usize) -> Result<serde_json::Value, DbErr>;
-    /// A JSON column's text, checked but not parsed into a `Value`.
+    /// A JSON column's text, not parsed.
     fn json_text(&self, i: usize) -> Result<Document, DbErr>;
 }
 
@@ -83,9 +83,9 @@ impl Row for rusqlite::Row<'_> {
     fn json_text(&self, i: usize) -> Result<Document, DbErr> {
         use rusqlite::types::ValueRef;
         match self.get_ref(i).map_err(|e| column_err(i, e))? {
-            ValueRef::Text(t) | ValueRef::Blob(t) => {
-                Document::from_slice(t).map_err(|e| DbErr::Json(e.to_string()))
-            }
+            ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8(t.to_vec())
+                .map(Document::from_text)
+                .map_err(|e| column_err(i, e)),
             other => Err(column_err(
                 i,
                 format!("JSON expected, found {:?}", other.data_type()),
@@ -117,7 +117,7 @@ impl Row for PgRow {
 
     fn json_text(&self, i: usize) -> Result<Document, DbErr> {
         self.try_get::<Json<Box<RawValue>>, _>(i)
-            .map(|Json(raw)| Document::from_raw(raw))
+            .map(|Json(raw)| Document::from_text(String::from(Box::<str>::from(raw))))
             .map_err(|e| column_err(i, e))
     }
 }

@@ -79,36 +79,92 @@ pub fn render(schema: &ResourceSchema, resource: Value, stored: &Stored<'_>) -> 
     out
 }
 
-/// [`render`] of a resource stored as JSON text, as JSON text, without parsing the stored
-/// attributes: only the top level is split, and each attribute's text is copied as it is.
-/// The keys come sorted, as from [`render`] (serde_json's map is ordered), so for text
-/// serde_json wrote the answer is byte for byte the one [`render`] gives. `None` when
-/// `text` is not such an object (a key with an escape in it, say): then [`render`] does
-/// the work.
-pub fn render_text(
-    schema: &ResourceSchema,
-    text: &str,
-    stored: &Stored<'_>,
-) -> Option<Box<RawValue>> {
-    let mut out: BTreeMap<&str, &RawValue> = serde_json::from_str(text).ok()?;
-    for name in never_returned(schema) {
-        out.remove(name);
+/// [`render`] of a resource stored as JSON text, written as JSON text without parsing the
+/// stored attributes: only the top level is split (which checks the whole text's syntax),
+/// and each attribute's text is copied as it is. The keys come sorted, as from [`render`]
+/// (serde_json's map is ordered), so for text serde_json wrote the answer is byte for byte
+/// the one [`render`] gives. `None` when `text` is not such an object (a key with an escape
+/// in it, say): then [`render`] does the work.
+pub fn render_text(schema: &ResourceSchema, text: &str, stored: &Stored<'_>) -> Option<String> {
+    // A key borrowed from the text holds no escape, so it needs none when written back.
+    let mut attrs: BTreeMap<&str, &RawValue> = serde_json::from_str(text).ok()?;
+    for name in never_returned(schema).chain(["id", "meta", "schemas"]) {
+        attrs.remove(name);
     }
-    let mut urns = vec![schema.core.id.as_str()];
-    urns.extend(
-        schema
-            .extensions
-            .iter()
-            .filter(|ext| out.contains_key(ext.id.as_str()))
-            .map(|ext| ext.id.as_str()),
-    );
-    let schemas = serde_json::value::to_raw_value(&urns).ok()?;
-    let id = serde_json::value::to_raw_value(stored.id).ok()?;
-    let meta = serde_json::value::to_raw_value(&stored.meta(schema)).ok()?;
-    out.insert("schemas", &schemas);
-    out.insert("id", &id);
-    out.insert("meta", &meta);
-    serde_json::value::to_raw_value(&out).ok()
+    let mut out = String::with_capacity(text.len() + 384);
+    let mut written = 0usize;
+    let mut key = |out: &mut String, name: &str| {
+        out.push_str(if written == 0 { "{\"" } else { ",\"" });
+        out.push_str(name);
+        out.push_str("\":");
+        written += 1;
+    };
+    // `id`, `meta` and `schemas`, each where it sorts among the stored keys.
+    let mut added = ["id", "meta", "schemas"].into_iter().peekable();
+    for (name, value) in &attrs {
+        while let Some(next) = added.next_if(|a| a < name) {
+            key(&mut out, next);
+            write_added(&mut out, next, schema, &attrs, stored);
+        }
+        key(&mut out, name);
+        out.push_str(value.get());
+    }
+    for next in added {
+        key(&mut out, next);
+        write_added(&mut out, next, schema, &attrs, stored);
+    }
+    out.push('}');
+    Some(out)
+}
+
+/// The value of `id`, `meta` or `schemas` in [`render_text`], as [`render`] gives it.
+fn write_added(
+    out: &mut String,
+    name: &str,
+    schema: &ResourceSchema,
+    attrs: &BTreeMap<&str, &RawValue>,
+    stored: &Stored<'_>,
+) {
+    match name {
+        "id" => push_json_str(out, stored.id),
+        "meta" => {
+            // `Stored::meta`'s members, in the order serde_json's map keeps them.
+            out.push_str("{\"created\":\"");
+            out.push_str(&rfc3339_millis(stored.created_ms));
+            out.push_str("\",\"lastModified\":\"");
+            out.push_str(&rfc3339_millis(stored.updated_ms));
+            out.push_str("\",\"location\":");
+            push_json_str(out, &stored.location);
+            out.push_str(",\"resourceType\":");
+            push_json_str(out, schema.name);
+            out.push_str(",\"version\":");
+            push_json_str(out, &etag(stored.version));
+            out.push('}');
+        }
+        _ => {
+            out.push('[');
+            push_json_str(out, &schema.core.id);
+            for ext in &schema.extensions {
+                if attrs.contains_key(ext.id.as_str()) {
+                    out.push(',');
+                    push_json_str(out, &ext.id);
+                }
+            }
+            out.push(']');
+        }
+    }
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes it.
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        // A string always serialises.
+        out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "null".to_owned()));
+    }
 }
 
 /// `attributes` / `excludedAttributes` (RFC 7644 §3.9), resolved to canonical paths

@@ -178,7 +178,7 @@ pub async fn search_with(scim: &Scim, params: &ListParams) -> ScimResult<HttpRes
         .await?;
     let resources = records
         .into_iter()
-        .map(|r| represent(scim, r, &projection).map(|v| super::raw_json(&v)))
+        .map(|r| represent(scim, r, &projection).map(|v| super::json_text(&v)))
         .collect::<ScimResult<Vec<_>>>()?;
     Ok(list_response(total, query.start_index, resources))
 }

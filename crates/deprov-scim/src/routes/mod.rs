@@ -10,7 +10,6 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use deprov_core::scim::{ListQuery, SortOrder};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::ScimLimits;
@@ -274,37 +273,28 @@ impl ListParams {
 }
 
 /// A rendered resource's JSON text, as a list response carries it.
-pub fn raw_json(value: &Value) -> Box<RawValue> {
+pub fn json_text(value: &Value) -> String {
     // A `Value` always serialises (its keys are strings).
-    serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
 }
 
 /// A ListResponse (RFC 7644 §3.4.2), its resources already rendered as JSON text.
-pub fn list_response(total: u64, start_index: u64, resources: Vec<Box<RawValue>>) -> HttpResponse {
-    #[derive(serde::Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct ListResponse<'a> {
-        schemas: [&'static str; 1],
-        total_results: u64,
-        start_index: u64,
-        items_per_page: usize,
-        #[serde(rename = "Resources")]
-        resources: &'a [Box<RawValue>],
+pub fn list_response(total: u64, start_index: u64, resources: Vec<String>) -> HttpResponse {
+    let mut out = String::with_capacity(160 + resources.iter().map(|r| r.len() + 1).sum::<usize>());
+    out.push_str("{\"schemas\":[\"");
+    out.push_str(LIST_RESPONSE_URN);
+    out.push_str(&format!(
+        "\"],\"totalResults\":{total},\"startIndex\":{start_index},\"itemsPerPage\":{},\"Resources\":[",
+        resources.len()
+    ));
+    for (i, r) in resources.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r);
     }
-    let body = ListResponse {
-        schemas: [LIST_RESPONSE_URN],
-        total_results: total,
-        start_index,
-        items_per_page: resources.len(),
-        resources: &resources,
-    };
-    let mut out =
-        Vec::with_capacity(256 + resources.iter().map(|r| r.get().len() + 1).sum::<usize>());
-    match serde_json::to_writer(&mut out, &body) {
-        Ok(()) => scim_builder(StatusCode::OK).body(out),
-        // Plain data and JSON text already checked: never taken.
-        Err(e) => actix_web::ResponseError::error_response(&ScimError::internal(&e)),
-    }
+    out.push_str("]}");
+    scim_builder(StatusCode::OK).body(out)
 }
 
 /// `If-Match` (RFC 7644 §3.14): `Ok` when absent, `*`, or naming `version`; else 412.

@@ -2,7 +2,6 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use deprov_core::scim::ListQuery;
-use serde_json::value::RawValue;
 
 use super::{ListParams, list_response, read_json};
 use crate::auth::Scim;
@@ -46,7 +45,7 @@ pub async fn root(scim: Scim, req: HttpRequest, payload: web::Payload) -> ScimRe
         (Err(e), Err(_)) => return Err(e.clone()),
     };
     let mut total = 0u64;
-    let mut resources: Vec<Box<RawValue>> = Vec::new();
+    let mut resources: Vec<String> = Vec::new();
     // Position of the first resource of the current type in the concatenation (1-based).
     let mut offset = 1u64;
     if let Ok((q, projection)) = &users {
@@ -68,7 +67,7 @@ pub async fn root(scim: Scim, req: HttpRequest, payload: web::Payload) -> ScimRe
             .list_groups(&scim.tenant.id, &part(q, start, remaining, offset), include)
             .await?;
         for r in page {
-            resources.push(super::raw_json(&super::groups::represent(
+            resources.push(super::json_text(&super::groups::represent(
                 &scim, r, projection,
             )?));
         }

@@ -8,12 +8,11 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use deprov_store::StoreError;
 use deprov_store::scim::{UserRecord, UserWrite};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{
-    ListParams, Query, RETRIES, check_if_match, delete_precondition, etag_header, list_response,
-    not_modified, not_modified_response, raw_json, read_json, scim_builder,
+    ListParams, Query, RETRIES, check_if_match, delete_precondition, etag_header, json_text,
+    list_response, not_modified, not_modified_response, read_json, scim_builder,
 };
 use crate::auth::Scim;
 use crate::error::{ScimError, ScimResult};
@@ -32,11 +31,7 @@ fn location(scim: &Scim, id: &str) -> String {
 
 /// The representation of a stored user, projected, as JSON text. Without a projection the
 /// stored text is spliced in rather than parsed (what almost every read asks for).
-pub fn represent(
-    scim: &Scim,
-    rec: UserRecord,
-    projection: &Projection,
-) -> ScimResult<Box<RawValue>> {
+pub fn represent(scim: &Scim, rec: UserRecord, projection: &Projection) -> ScimResult<String> {
     let schema = schema()?;
     let stored = Stored {
         id: &rec.id,
@@ -55,7 +50,7 @@ pub fn represent(
         .to_value()
         .map_err(|e| ScimError::internal(&e))?;
     let full = render(schema, resource, &stored);
-    Ok(raw_json(&Value::Object(projection.apply(schema, full))))
+    Ok(json_text(&Value::Object(projection.apply(schema, full))))
 }
 
 fn respond(
@@ -72,7 +67,7 @@ fn respond(
     if let Some(url) = new_location {
         b.insert_header((header::LOCATION, url));
     }
-    Ok(b.body(String::from(Box::<str>::from(body))))
+    Ok(b.body(body))
 }
 
 /// How a user without an `active` value is read.
