@@ -2,7 +2,8 @@
 
 Seeds BENCH_USERS (10,000) users through SCIM, then measures with wrk on 127.0.0.1, at
 concurrency 1 and 32: GET by id, filter userName eq, PATCH active (every request a change of
-state), POST, DELETE; on SQLite and/or PostgreSQL. In the same run: the HTTP ceiling (the
+state), PATCH-name (displayName: an attribute sync, no event), POST, DELETE; on SQLite
+and/or PostgreSQL. In the same run: the HTTP ceiling (the
 http_ceiling example: actix-web answering the same JSON from memory) and the single-stream
 fsync rate of the data directories, and with PostgreSQL, pgbench's simple-update (PostgreSQL's own
 rate for a write transaction of the same shape). Prints a Markdown table and the ratios the issue asks for;
@@ -50,7 +51,7 @@ PORT = int(os.environ.get("BENCH_PORT", "28080"))
 CEILING_PORT = int(os.environ.get("BENCH_CEILING_PORT", "28099"))
 SEED_CONCURRENCY = 32
 # A/B runs of one change: BENCH_OPS=GET,PATCH measures only those; BENCH_HIGH_ONLY=1 skips c=1.
-OPS = set(os.environ.get("BENCH_OPS", "GET,filter,PATCH,POST,DELETE").split(","))
+OPS = set(os.environ.get("BENCH_OPS", "GET,filter,PATCH,PATCH-name,POST,DELETE").split(","))
 CONNS = (C_HIGH,) if os.environ.get("BENCH_HIGH_ONLY") else (1, C_HIGH)
 
 
@@ -102,7 +103,7 @@ def measure(results, label, backend, conns, d: Deprov | None, url, script, args,
     res = wrk(url, script, args, conns, threads, SECS, headers, work, groups)
     row = {"op": label, "backend": backend, "c": conns, "wrk_threads": threads, "load_before": load, **res}
     after = sqlite_write_counts() if before else None
-    if before and after and label in ("PATCH", "POST", "DELETE"):
+    if before and after and label in ("PATCH", "PATCH-name", "POST", "DELETE"):
         n = {k: after[k] - before[k] for k in after}
         row["sqlite_group_commit"] = {**n, "writes_per_batch": round(n["writes"] / max(n["batches"], 1), 1),
                                       "writes_per_fsync": round(n["writes"] / max(n["fsyncs"], 1), 1)}
@@ -193,6 +194,11 @@ def run_backend(backend: str, root: Path, results: dict):
                     threads = 1 if conns == 1 else WRK_THREADS
                     measure(results, "PATCH", backend, conns, d, url, "patch.lua", [users_path + "/", work / "state.txt", threads], [auth, json_h], work)
                     time.sleep(0.5)
+        if "PATCH-name" in OPS:
+            with step(f"{backend}: PATCH displayName (no event)"):
+                for conns in CONNS:
+                    measure(results, "PATCH-name", backend, conns, d, url, "patch_name.lua", [users_path + "/", work / "ids.txt"], [auth, json_h], work)
+                    time.sleep(0.5)
         if "POST" in OPS:
             with step(f"{backend}: POST"):
                 for conns in CONNS:
@@ -260,7 +266,7 @@ def report(results: dict):
                 ratio = r["rps"] / ceil["rps"]
                 out.append(f"- {backend} {op}: {r['rps']:.0f} req/s = {100 * ratio:.0f} % of the ceiling (target ≥ 40 %): {'MET' if ratio >= 0.4 else 'NOT MET'}; "
                            f"{r['rps'] / 1800:.0f}× / {r['rps'] / 500:.0f}× the 1,800 / 500 req/s quoted for scim2-server/scimmy (target ≥ 20×, not measured here)")
-        for op in ("PATCH", "POST", "DELETE"):
+        for op in ("PATCH", "PATCH-name", "POST", "DELETE"):
             r = rows.get((op, backend, C_HIGH))
             if r and fs:
                 ratio = r["rps"] / fs["per_sec"]

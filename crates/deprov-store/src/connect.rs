@@ -340,6 +340,16 @@ impl Store {
         self.outbox_wake.clone()
     }
 
+    /// Starts a write of exactly one statement (a second one fails). On PostgreSQL it runs
+    /// without `BEGIN` and `COMMIT` (the statement is its own transaction: two round trips
+    /// fewer); on SQLite it is [`Store::begin_write`]. Finish it with [`Store::commit`].
+    pub async fn begin_single_write(&self) -> Result<WriteTxn, StoreError> {
+        Ok(match &self.writes {
+            Writes::Sqlite(batcher) => batcher.begin().await?,
+            Writes::Postgres(writers) => WriteTxn::plain(writers.begin_single().await?),
+        })
+    }
+
     /// Starts a write transaction. On SQLite it joins the batch of concurrent writes (see
     /// write_batch.rs): hold it briefly, and never start another write while holding one.
     pub async fn begin_write(&self) -> Result<WriteTxn, StoreError> {

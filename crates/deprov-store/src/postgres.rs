@@ -10,9 +10,11 @@
 //! there to catch.
 //!
 //! A [`WriteTxn`] is a transaction on such a connection: `BEGIN`, its statements, `COMMIT`,
-//! and no ping after. Abandoned, it is rolled back before its connection is reused.
+//! and no ping after. Abandoned, it is rolled back before its connection is reused. A write
+//! of one statement skips `BEGIN` and `COMMIT` ([`ConnPool::begin_single`]).
 //! Read transactions and the delivery worker keep sqlx's pool.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -120,6 +122,18 @@ impl ConnPool {
         Ok(WriteTxn {
             pool: self.clone(),
             conn: AsyncMutex::new(Some(InTxn { lease, busy: false })),
+            single: None,
+        })
+    }
+
+    /// A write of one statement, which PostgreSQL runs as its own transaction: no `BEGIN`
+    /// and no `COMMIT`, two round trips fewer. A second statement is refused.
+    pub(crate) async fn begin_single(self: &Arc<Self>) -> Result<WriteTxn, DbErr> {
+        let lease = self.acquire().await?;
+        Ok(WriteTxn {
+            pool: self.clone(),
+            conn: AsyncMutex::new(Some(InTxn { lease, busy: false })),
+            single: Some(AtomicBool::new(false)),
         })
     }
 
@@ -190,13 +204,16 @@ pub(crate) struct WriteTxn {
     pool: Arc<ConnPool>,
     /// `None` once committed.
     conn: AsyncMutex<Option<InTxn>>,
+    /// A single-statement write ([`ConnPool::begin_single`]): whether its statement ran.
+    single: Option<AtomicBool>,
 }
 
 struct InTxn {
     lease: Lease,
     /// A statement was sent and its answer not yet read: set while one runs, so that a
     /// transaction dropped half-way through a statement (its caller cancelled) closes the
-    /// connection instead of rolling back on a protocol in an unknown state.
+    /// connection instead of rolling back on a protocol in an unknown state. Also left set
+    /// after a failure the server did not report (the connection broke).
     busy: bool,
 }
 
@@ -218,9 +235,20 @@ impl WriteTxn {
                 "the transaction was already committed".to_owned(),
             ));
         };
+        if let Some(ran) = &self.single
+            && ran.swap(true, Ordering::AcqRel)
+        {
+            return Err(DbErr::Custom(
+                "a single-statement write was given a second statement".to_owned(),
+            ));
+        }
         txn.busy = true;
         let result = run(&mut txn.lease.conn).await;
-        txn.busy = false;
+        // A failure the server did not report leaves the session in an unknown state:
+        // still "busy", so that it is closed rather than reused.
+        txn.busy = result
+            .as_ref()
+            .is_err_and(|e| !reported_by_a_live_session(e));
         result.map_err(|e| DbErr::Query(RuntimeErr::SqlxError(e.into())))
     }
 
@@ -265,6 +293,13 @@ impl WriteTxn {
                 "the transaction was already committed".to_owned(),
             ));
         };
+        if self.single.is_some() {
+            // Its statement committed when it ran.
+            if !txn.busy {
+                self.pool.give_back(txn.lease, None);
+            }
+            return Ok(());
+        }
         // Not marked busy: `txn` is owned here, so a cancelled commit drops the connection.
         let done = sqlx::raw_sql("COMMIT").execute(&mut txn.lease.conn).await;
         self.pool.give_back(txn.lease, done.as_ref().err());
@@ -281,6 +316,11 @@ impl Drop for WriteTxn {
             return;
         };
         if txn.busy {
+            return;
+        }
+        if self.single.is_some() {
+            // Nothing to roll back: a statement that ran committed; none may have run.
+            self.pool.give_back(txn.lease, None);
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -479,6 +519,45 @@ mod tests {
                 store.commit(txn).await?;
             }
             assert_eq!(tenants_named(&store, "cancelled").await?, 0);
+            Ok(())
+        })
+        .await
+    }
+
+    /// A single-statement write commits its statement without `BEGIN`/`COMMIT`, refuses a
+    /// second one (which would run outside any transaction), and leaves its connection
+    /// outside a transaction for the next write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_single_statement_write_commits_its_statement_and_refuses_a_second()
+    -> anyhow::Result<()> {
+        with_db(Backend::Postgres, |store, _| async move {
+            let txn = store.begin_single_write().await?;
+            txn.execute_raw(insert_tenant("single")).await?;
+            // Committed already, as its own transaction.
+            assert_eq!(tenants_named(&store, "single").await?, 1);
+            let second = txn.execute_raw(insert_tenant("second")).await;
+            assert!(
+                format!("{second:?}").contains("second statement"),
+                "{second:?}"
+            );
+            store.commit(txn).await?;
+            assert_eq!(tenants_named(&store, "second").await?, 0);
+
+            // Dropped without a commit after its statement: the statement stays.
+            let txn = store.begin_single_write().await?;
+            txn.execute_raw(insert_tenant("dropped")).await?;
+            drop(txn);
+            assert_eq!(tenants_named(&store, "dropped").await?, 1);
+
+            // The connections went back outside a transaction: a write that fails rolls
+            // back what it wrote.
+            for _ in 0..4 {
+                let txn = store.begin_write().await?;
+                txn.execute_raw(insert_tenant("rolled-back")).await?;
+                drop(txn);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert_eq!(tenants_named(&store, "rolled-back").await?, 0);
             Ok(())
         })
         .await

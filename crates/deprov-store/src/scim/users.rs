@@ -352,7 +352,13 @@ impl Store {
             created_at: seen.created_at,
             updated_at: seen.updated_at,
         };
-        let txn = self.begin_write().await?;
+        // Without a change of `active` there is no event to write: the update is the
+        // whole write (what most attribute syncs from an identity provider are).
+        let txn = if activity_transition(old.active, write.active).is_none() {
+            self.begin_single_write().await?
+        } else {
+            self.begin_write().await?
+        };
         let new = update_user(&txn, backend, &old, write).await?;
         let deliveries = record_activity(&txn, backend, ctx, old.active, &new).await?;
         self.commit(txn).await?;
