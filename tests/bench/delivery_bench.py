@@ -146,15 +146,16 @@ def latency(backend: str, root: Path, recv: Receiver, results: dict, alg: str):
         ids = seed(scim, LAT_N, "lat-u")
         recv.reset()
         time.sleep(0.5)
-        sent = []  # (userName, t_response)
+        sent = []  # (userName, t_request, t_response)
         load = loadavg()
         missing = 0
         for i, uid in enumerate(ids):
+            t_req = time.time()
             status, body = scim.call("PATCH", f"/Users/{uid}", PATCH_OFF)
             t_resp = time.time()
             if status != 200:
                 raise RuntimeError(f"PATCH {uid}: {status} {body}")
-            sent.append((body["userName"], t_resp))
+            sent.append((body["userName"], t_req, t_resp))
             deadline = time.monotonic() + 10
             while recv.stats()["count"] < RECEIVERS * (i + 1):
                 if time.monotonic() > deadline:
@@ -165,11 +166,15 @@ def latency(backend: str, root: Path, recv: Receiver, results: dict, alg: str):
         by_sub: dict[str, list[int]] = {}
         for _port, t_us, sub, _aud in recv.records():
             by_sub.setdefault(sub, []).append(t_us)
-        each, last = [], []
-        for user, t_resp in sent:
+        # From the response, as the issue asks; and from the request, which a response held
+        # back (the worker's signing competing with the server for the two cores) cannot
+        # flatter: a logout can arrive before its response has reached the client.
+        each, last, each_req = [], [], []
+        for user, t_req, t_resp in sent:
             ts = by_sub.get(user, [])
             lat = [(t / 1e6 - t_resp) * 1000 for t in ts]
             each.extend(lat)
+            each_req.extend((t / 1e6 - t_req) * 1000 for t in ts)
             if len(ts) >= RECEIVERS:
                 last.append(max(lat))
         r = {
@@ -178,6 +183,7 @@ def latency(backend: str, root: Path, recv: Receiver, results: dict, alg: str):
             "p50_ms": round(pct(each, 50), 2), "p99_ms": round(pct(each, 99), 2),
             "min_ms": round(min(each), 2) if each else None, "max_ms": round(max(each), 2) if each else None,
             "last_of_10_p50_ms": round(pct(last, 50), 2), "last_of_10_p99_ms": round(pct(last, 99), 2),
+            "from_request_p50_ms": round(pct(each_req, 50), 2), "from_request_p99_ms": round(pct(each_req, 99), 2),
         }
         results["latency"].append(r)
         log(f"   latency {backend} {alg}: {r}")
@@ -348,11 +354,11 @@ def report(results: dict):
     for p in results["post_rate"]:
         out.append(f"| plain POST to the receiver ({p['alg_body']}-sized body, {p['body_bytes']} B, c={p['c']}) | {p['rps']:.0f} (p99 {p['p99_us'] / 1000:.2f} ms; receiver {p['cpu'].get('receiver')} cores, wrk {p['cpu'].get('wrk')} cores) | {p['load_before']} |")
     out.append("\n### (a) Latency, SCIM deactivation response → 200 of each of 10 receivers (idle service)")
-    out.append("| backend | alg | deactivations | samples | p50 ms | p99 ms | min ms | max ms | last of 10: p50 / p99 ms | target p50 ≤ 5, p99 ≤ 25 | load before |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---:|---|---|---|")
+    out.append("| backend | alg | deactivations | samples | p50 ms | p99 ms | min ms | max ms | last of 10: p50 / p99 ms | from the request: p50 / p99 ms | target p50 ≤ 5, p99 ≤ 25 | load before |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|")
     for r in results["latency"]:
         ok = r["p50_ms"] <= 5 and r["p99_ms"] <= 25 and r["samples"] == r["expected"]
-        out.append(f"| {r['backend']} | {r['alg']} | {r['deactivations']} | {r['samples']}/{r['expected']} | {r['p50_ms']} | {r['p99_ms']} | {r['min_ms']} | {r['max_ms']} | {r['last_of_10_p50_ms']} / {r['last_of_10_p99_ms']} | {'MET' if ok else 'NOT MET'} | {r['load_before']} |")
+        out.append(f"| {r['backend']} | {r['alg']} | {r['deactivations']} | {r['samples']}/{r['expected']} | {r['p50_ms']} | {r['p99_ms']} | {r['min_ms']} | {r['max_ms']} | {r['last_of_10_p50_ms']} / {r['last_of_10_p99_ms']} | {r.get('from_request_p50_ms')} / {r.get('from_request_p99_ms')} | {'MET' if ok else 'NOT MET'} | {r['load_before']} |")
     out.append(f"\n### (b) Mass de-provisioning: {MASS_USERS} users × {RECEIVERS} receivers")
     out.append("| backend | alg | variant | received (distinct) | in db delivered / pending / dead | PATCH phase s (users/s) | first delivery after s | drain s | overall /s | sustained /s (10–90 %) | /s first 30 s → last 30 s | peak RSS MiB | CPU cores during drain | load before |")
     out.append("|---|---|---|---:|---|---|---:|---:|---:|---:|---|---:|---|---|")

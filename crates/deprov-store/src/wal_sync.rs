@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-type SyncFn = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
+pub(crate) type SyncFn = Arc<dyn Fn() -> io::Result<()> + Send + Sync>;
 
 /// Shares fsyncs of one SQLite WAL between concurrent committers.
 pub(crate) struct WalSync {
@@ -76,7 +76,7 @@ impl WalSync {
         }))
     }
 
-    fn with_sync(sync: SyncFn) -> Self {
+    pub(crate) fn with_sync(sync: SyncFn) -> Self {
         Self {
             state: Mutex::default(),
             done: Notify::new(),

@@ -9,8 +9,9 @@
 //! already waiting, and commits them all at once. The flush then leaves the connection to
 //! the next batch and waits for an fsync of the WAL ([`crate::wal_sync`]) before it tells
 //! the batch's writes: nobody is answered before the batch is committed and on disk, so a
-//! write reported done is never lost, and a write that failed left nothing behind. One
-//! flush waits for the fsync on behalf of the whole batch, so a batch costs at most one
+//! write reported done is never lost, and a write that failed left nothing behind (a
+//! delivery's claim alone is answered before the fsync: [`WriteTxn::commit_unsynced`]).
+//! One flush waits for the fsync on behalf of the whole batch, so a batch costs at most one
 //! fsync, which runs while the next batch executes.
 //!
 //! A batch holds the writes that were waiting when its first write finished, so it is never
@@ -162,19 +163,29 @@ struct State {
     counts: Arc<Counts>,
 }
 
-/// One batch: whether its flush is queued, and the result of its commit (`Ok` once it is
-/// on disk).
+/// One batch: whether its flush is queued, and how far its commit got.
 #[derive(Debug)]
 struct Batch {
     flush_queued: AtomicBool,
-    committed: watch::Sender<Option<Result<(), String>>>,
+    stage: watch::Sender<Stage>,
+}
+
+/// How far a batch's commit got.
+#[derive(Debug, Clone)]
+enum Stage {
+    Open,
+    /// Committed: visible to every reader, not yet on disk.
+    Committed,
+    /// Committed and on disk.
+    Durable,
+    Failed(String),
 }
 
 impl Batch {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             flush_queued: AtomicBool::new(false),
-            committed: watch::Sender::new(None),
+            stage: watch::Sender::new(Stage::Open),
         })
     }
 }
@@ -231,6 +242,7 @@ async fn flush(state: Arc<Mutex<State>>, batch: Arc<Batch>) {
     state.counts.batches.fetch_add(1, Ordering::Relaxed);
     if result.is_ok() {
         state.checkpointer.committed();
+        batch.stage.send_replace(Stage::Committed);
     }
     let wal_sync = state.wal_sync.clone();
     // The next batch runs while this one's fsync does.
@@ -245,7 +257,10 @@ async fn flush(state: Arc<Mutex<State>>, batch: Arc<Batch>) {
     if let Err(e) = &result {
         tracing::error!(error = %e, "committing a batch of SQLite writes failed; each is reported failed");
     }
-    batch.committed.send_replace(Some(result));
+    batch.stage.send_replace(match result {
+        Ok(()) => Stage::Durable,
+        Err(e) => Stage::Failed(e),
+    });
 }
 
 impl WriteBatcher {
@@ -310,6 +325,17 @@ impl WriteTxn {
     /// Commits: releases the savepoint and waits until the batch is committed and on disk
     /// (SQLite), or commits the transaction (PostgreSQL).
     pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        self.finish(true).await
+    }
+
+    /// Commits without waiting for the disk (SQLite): returns once the batch is committed
+    /// and visible, before its fsync. For writes whose loss in a crash costs nothing but
+    /// a repetition (a delivery's lease); on PostgreSQL the same as [`WriteTxn::commit`].
+    pub(crate) async fn commit_unsynced(self) -> Result<(), StoreError> {
+        self.finish(false).await
+    }
+
+    async fn finish(self, durable: bool) -> Result<(), StoreError> {
         let mut batched = match self.0 {
             Inner::Plain(txn) => return Ok(txn.commit().await?),
             Inner::Batched(b) => b,
@@ -320,15 +346,68 @@ impl WriteTxn {
             let _ = batched.conn()?.batch("ROLLBACK TO write; RELEASE write");
         }
         released?;
-        let mut committed = batched.slot.batch.committed.subscribe();
+        let mut stage = batched.slot.batch.stage.subscribe();
         drop(batched);
-        let result = committed
-            .wait_for(Option::is_some)
+        let reached = stage
+            .wait_for(|s| match s {
+                Stage::Open => false,
+                Stage::Committed => !durable,
+                Stage::Durable | Stage::Failed(_) => true,
+            })
             .await
-            .ok()
-            .and_then(|r| r.clone())
-            .unwrap_or_else(|| Err("the batch was dropped before it committed".to_owned()));
-        result
-            .map_err(|e| StoreError::Db(DbErr::Custom(format!("committing the write failed: {e}"))))
+            .map(|s| s.clone());
+        match reached {
+            Ok(Stage::Failed(e)) => Err(e),
+            Ok(_) => Ok(()),
+            Err(_) => Err("the batch was dropped before it committed".to_owned()),
+        }
+        .map_err(|e| StoreError::Db(DbErr::Custom(format!("committing the write failed: {e}"))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Mutex as StdMutex, mpsc};
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A claim's commit returns once its batch is committed, while the fsync is still held
+    /// back; a durable commit waits for the fsync.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unsynced_commit_does_not_wait_for_the_fsync() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("batch.db");
+        let conn = Conn::new(crate::sqlite::open(&path, false, Duration::from_secs(5))?);
+        conn.batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)")?;
+        let checkpointer = Checkpointer::start(&path, Duration::from_secs(5))?;
+        // Every fsync waits for a release.
+        let (release, held) = mpsc::channel::<()>();
+        let held = Arc::new(StdMutex::new(held));
+        let wal_sync = Arc::new(WalSync::with_sync(Arc::new(move || {
+            let _ = held.lock().map(|rx| rx.recv());
+            Ok(())
+        })));
+        let batcher = WriteBatcher::new(conn, checkpointer, wal_sync);
+
+        let claim = batcher.begin().await?;
+        claim.execute_unprepared("INSERT INTO t VALUES (1)").await?;
+        tokio::time::timeout(Duration::from_secs(5), claim.commit_unsynced())
+            .await
+            .map_err(|_| anyhow::anyhow!("the unsynced commit waited for the fsync"))??;
+
+        let write = batcher.begin().await?;
+        write.execute_unprepared("INSERT INTO t VALUES (2)").await?;
+        let durable = tokio::spawn(write.commit());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !durable.is_finished(),
+            "a durable commit returned before its fsync"
+        );
+        // The first batch's fsync, then the second's.
+        release.send(())?;
+        release.send(())?;
+        tokio::time::timeout(Duration::from_secs(5), durable).await???;
+        Ok(())
     }
 }
