@@ -167,6 +167,9 @@ struct State {
 #[derive(Debug)]
 struct Batch {
     flush_queued: AtomicBool,
+    /// A write of the batch was released (is part of its commit): only then is there
+    /// anything for an fsync to make durable.
+    wrote: AtomicBool,
     stage: watch::Sender<Stage>,
 }
 
@@ -185,6 +188,7 @@ impl Batch {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             flush_queued: AtomicBool::new(false),
+            wrote: AtomicBool::new(false),
             stage: watch::Sender::new(Stage::Open),
         })
     }
@@ -248,6 +252,9 @@ async fn flush(state: Arc<Mutex<State>>, batch: Arc<Batch>) {
     // The next batch runs while this one's fsync does.
     drop(state);
     let result = match result {
+        // Every write of the batch failed or was abandoned: nothing was written to sync
+        // (and a process exiting on such an error has no fsync to cut off).
+        Ok(()) if !batch.wrote.load(Ordering::Acquire) => Ok(()),
         Ok(()) => wal_sync
             .barrier()
             .await
@@ -346,6 +353,7 @@ impl WriteTxn {
             let _ = batched.conn()?.batch("ROLLBACK TO write; RELEASE write");
         }
         released?;
+        batched.slot.batch.wrote.store(true, Ordering::Release);
         let mut stage = batched.slot.batch.stage.subscribe();
         drop(batched);
         let reached = stage
@@ -372,23 +380,28 @@ mod tests {
 
     use super::*;
 
-    /// A claim's commit returns once its batch is committed, while the fsync is still held
-    /// back; a durable commit waits for the fsync.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_unsynced_commit_does_not_wait_for_the_fsync() -> anyhow::Result<()> {
+    /// A batcher over a new database holding table `t`, syncing with `sync`.
+    fn batcher(sync: crate::wal_sync::SyncFn) -> anyhow::Result<(WriteBatcher, tempfile::TempDir)> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("batch.db");
         let conn = Conn::new(crate::sqlite::open(&path, false, Duration::from_secs(5))?);
         conn.batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)")?;
         let checkpointer = Checkpointer::start(&path, Duration::from_secs(5))?;
+        let wal_sync = Arc::new(WalSync::with_sync(sync));
+        Ok((WriteBatcher::new(conn, checkpointer, wal_sync), dir))
+    }
+
+    /// A claim's commit returns once its batch is committed, while the fsync is still held
+    /// back; a durable commit waits for the fsync.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unsynced_commit_does_not_wait_for_the_fsync() -> anyhow::Result<()> {
         // Every fsync waits for a release.
         let (release, held) = mpsc::channel::<()>();
         let held = Arc::new(StdMutex::new(held));
-        let wal_sync = Arc::new(WalSync::with_sync(Arc::new(move || {
+        let (batcher, _dir) = batcher(Arc::new(move || {
             let _ = held.lock().map(|rx| rx.recv());
             Ok(())
-        })));
-        let batcher = WriteBatcher::new(conn, checkpointer, wal_sync);
+        }))?;
 
         let claim = batcher.begin().await?;
         claim.execute_unprepared("INSERT INTO t VALUES (1)").await?;
@@ -408,6 +421,36 @@ mod tests {
         release.send(())?;
         release.send(())?;
         tokio::time::timeout(Duration::from_secs(5), durable).await???;
+        Ok(())
+    }
+
+    /// A batch whose writes all failed or were abandoned commits nothing to sync, and takes
+    /// no fsync: a process that exits on such an error has none to cut off.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_that_wrote_nothing_takes_no_fsync() -> anyhow::Result<()> {
+        let (batcher, _dir) = batcher(Arc::new(|| Ok(())))?;
+        let abandoned = batcher.begin().await?;
+        abandoned
+            .execute_unprepared("INSERT INTO t VALUES (1)")
+            .await?;
+        drop(abandoned);
+        for _ in 0..100 {
+            if batcher.commits() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            batcher.commits(),
+            1,
+            "the abandoned write's batch was not flushed"
+        );
+        assert_eq!(batcher.fsyncs(), 0);
+
+        let kept = batcher.begin().await?;
+        kept.execute_unprepared("INSERT INTO t VALUES (2)").await?;
+        kept.commit().await?;
+        assert_eq!((batcher.commits(), batcher.fsyncs()), (2, 1));
         Ok(())
     }
 }
