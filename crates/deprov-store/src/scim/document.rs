@@ -10,7 +10,9 @@ use serde_json::Value as JsonValue;
 /// parse and serialisation were a quarter of a GET). The text is what the column holds,
 /// not checked when read: whoever uses it parses it (its syntax is checked then), writes
 /// with [`Document::to_value`].
-#[derive(Debug, Clone)]
+///
+/// Two are equal when their texts are (two reads of one row are).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document(String);
 
 impl Document {
@@ -33,13 +35,6 @@ impl Document {
     /// The parsed document.
     pub fn to_value(&self) -> Result<JsonValue, serde_json::Error> {
         serde_json::from_str(&self.0)
-    }
-}
-
-/// Equal when the texts are: two reads of one row are equal.
-impl PartialEq for Document {
-    fn eq(&self, other: &Self) -> bool {
-        self.0 == other.0
     }
 }
 
