@@ -115,6 +115,10 @@ impl Running {
         let keys_data = web::Data::new(keys);
         let scim = scim_config(&config);
         let console_enabled = config.console.enabled;
+        // actix's Logger renders its line for every request before it knows whether the
+        // line will be written; with `deprov::http` below `info` (DEPROV_LOG_LEVEL=warn, say)
+        // that is wasted work on every request, so the middleware is left out.
+        let access_log = tracing::enabled!(target: "deprov::http", tracing::Level::INFO);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(store_data.clone())
@@ -122,7 +126,10 @@ impl Running {
                 .app_data(keys_data.clone())
                 .app_data(metrics_data.clone())
                 .wrap(from_fn(metrics::scim_middleware))
-                .wrap(actix_web::middleware::Logger::new("%r %s %Dms").log_target("deprov::http"))
+                .wrap(actix_web::middleware::Condition::new(
+                    access_log,
+                    actix_web::middleware::Logger::new("%r %s %Dms").log_target("deprov::http"),
+                ))
                 // SCIM first: actix tries services in order, and a SCIM request (nearly all
                 // the traffic) paid a pattern match against each service before it.
                 .configure(|cfg| deprov_scim::configure(cfg, scim.clone()))
