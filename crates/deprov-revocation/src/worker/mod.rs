@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use deprov_store::outbox::{AttemptRecord, Claimed, Settle, SettleRequest};
 use deprov_store::{Backend, Store, StoreError, now_millis};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -97,11 +97,23 @@ pub struct Worker {
     config: WorkerConfig,
     observer: Option<Arc<dyn DeliveryObserver>>,
     /// While [`Worker::run`] runs: the queue of finished attempts to record, in batches.
-    settler: Mutex<Option<mpsc::UnboundedSender<PendingSettle>>>,
+    settler: Mutex<Option<mpsc::Sender<PendingSettle>>>,
 }
 
-/// A finished attempt waiting to be recorded, and who waits for the result.
-type PendingSettle = (SettleRequest, oneshot::Sender<Result<bool, String>>);
+/// A finished attempt waiting to be recorded, with what is reported once it is.
+#[derive(Debug)]
+struct PendingSettle {
+    request: SettleRequest,
+    about: Attempted,
+}
+
+/// Of the delivery an attempt was for: what its report names.
+#[derive(Debug)]
+struct Attempted {
+    event_id: String,
+    target_kind: String,
+    event_at: i64,
+}
 
 /// The most attempts recorded in one transaction.
 const MAX_SETTLE_BATCH: usize = 256;
@@ -109,31 +121,37 @@ const MAX_SETTLE_BATCH: usize = 256;
 /// Records finished attempts as they come, each time all that are waiting (up to
 /// [`MAX_SETTLE_BATCH`]) in one transaction: while one batch is written, the next gathers.
 /// Ends when every sender is gone.
-async fn settle_in_batches(
-    store: Store,
-    owner: String,
-    mut queue: mpsc::UnboundedReceiver<PendingSettle>,
-) {
-    while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_SETTLE_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
-        }
-        let (requests, waiters): (Vec<SettleRequest>, Vec<_>) = batch.into_iter().unzip();
-        match store.settle_many(&owner, &requests).await {
+///
+/// An attempt's slot (the global and the per-target limit) is free once its exchange has
+/// ended, before it is recorded here: those limits bound the requests a target sees at
+/// once, and a slot held through the disk write of the record would only leave the
+/// targets idle. The lease still fences the delivery until it is recorded; an attempt
+/// whose record is lost in a crash is made again when the lease expires (at least once).
+async fn settle_in_batches(worker: Arc<Worker>, mut queue: mpsc::Receiver<PendingSettle>) {
+    let mut batch = Vec::with_capacity(MAX_SETTLE_BATCH);
+    while queue.recv_many(&mut batch, MAX_SETTLE_BATCH).await > 0 {
+        let (requests, about): (Vec<SettleRequest>, Vec<Attempted>) =
+            batch.drain(..).map(|p| (p.request, p.about)).unzip();
+        match worker
+            .store
+            .settle_many(&worker.config.owner, &requests)
+            .await
+        {
             Ok(held) => {
-                for (waiter, held) in waiters.into_iter().zip(held) {
-                    let _ = waiter.send(Ok(held));
+                for ((request, about), held) in requests.iter().zip(&about).zip(held) {
+                    worker.report(request, about, held);
+                }
+                // The worker timed its sleep before these were recorded: a retry due soon
+                // must not wait for the poll interval.
+                if requests
+                    .iter()
+                    .any(|r| matches!(r.outcome, Settle::Retry { .. }))
+                {
+                    worker.store.outbox_wake().notify_one();
                 }
             }
             Err(e) => {
-                let e = e.to_string();
-                for waiter in waiters {
-                    let _ = waiter.send(Err(e.clone()));
-                }
+                tracing::error!(error = %e, attempts = requests.len(), "cannot record delivery attempts; their leases will expire and they will be made again");
             }
         }
     }
@@ -209,12 +227,10 @@ impl Worker {
                 cancel.clone(),
             ));
         }
-        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
-        let settler = tokio::spawn(settle_in_batches(
-            self.store.clone(),
-            self.config.owner.clone(),
-            settle_rx,
-        ));
+        // Bounded: when records fall behind, finished attempts wait to be queued and keep
+        // their slots, so claims slow down with the disk.
+        let (settle_tx, settle_rx) = mpsc::channel(self.config.concurrency.max(1) * 4);
+        let settler = tokio::spawn(settle_in_batches(self.clone(), settle_rx));
         if let Ok(mut s) = self.settler.lock() {
             *s = Some(settle_tx);
         }
@@ -350,58 +366,71 @@ impl Worker {
                 claimed.delivery.target_kind
             )),
         };
-        let (settle, attempt, last_error) = self.decide(&claimed, started_at, performed);
-        let delivery_id = claimed.delivery.id.clone();
-        let request = SettleRequest {
-            delivery_id: delivery_id.clone(),
-            attempt,
-            outcome: settle.clone(),
-            last_error: last_error.clone(),
+        let (outcome, attempt, last_error) = self.decide(&claimed, started_at, performed);
+        let pending = PendingSettle {
+            request: SettleRequest {
+                delivery_id: claimed.delivery.id.clone(),
+                attempt,
+                outcome,
+                last_error,
+            },
+            about: Attempted {
+                event_id: claimed.event.id.clone(),
+                target_kind: claimed.delivery.target_kind.clone(),
+                event_at: claimed.event.occurred_at,
+            },
         };
         let settler = self.settler.lock().ok().and_then(|s| s.clone());
-        let held = match settler {
-            // Under `run`: recorded in a batch with the attempts finishing meanwhile.
-            Some(settler) => {
-                let (tx, rx) = oneshot::channel();
-                settler
-                    .send((request, tx))
-                    .map_err(|_| settle_failed("the settler has stopped"))?;
-                rx.await
-                    .map_err(|_| settle_failed("the settler has stopped"))?
-                    .map_err(|e| settle_failed(&e))?
+        match settler {
+            // Under `run`: recorded in a batch with the attempts finishing meanwhile, and
+            // reported then (`settle_in_batches`).
+            Some(settler) => settler
+                .send(pending)
+                .await
+                .map_err(|_| settle_failed("the settler has stopped")),
+            None => {
+                let held = self
+                    .store
+                    .settle_many(&self.config.owner, std::slice::from_ref(&pending.request))
+                    .await?
+                    .first()
+                    .copied()
+                    .unwrap_or(false);
+                self.report(&pending.request, &pending.about, held);
+                Ok(())
             }
-            None => self
-                .store
-                .settle_many(&self.config.owner, std::slice::from_ref(&request))
-                .await?
-                .first()
-                .copied()
-                .unwrap_or(false),
-        };
+        }
+    }
+
+    /// Logs a recorded attempt and tells the observer.
+    fn report(&self, request: &SettleRequest, about: &Attempted, held: bool) {
+        let delivery_id = &request.delivery_id;
+        let event_id = &about.event_id;
+        let error = request.last_error.as_deref().unwrap_or("");
         if !held {
             tracing::warn!(delivery = %delivery_id, "lease lost before the result was recorded; the attempt is in the trail");
         }
+        let outcome = &request.outcome;
         if let Some(observer) = &self.observer {
             observer.settled(&Settled {
-                target_kind: &claimed.delivery.target_kind,
-                outcome: &settle,
-                event_at: claimed.event.occurred_at,
+                target_kind: &about.target_kind,
+                outcome,
+                event_at: about.event_at,
                 settled_at: now_millis(),
             });
         }
-        match &settle {
+        match outcome {
             Settle::Delivered => {
-                tracing::info!(delivery = %delivery_id, event = %claimed.event.id, "delivered")
+                tracing::info!(delivery = %delivery_id, event = %event_id, "delivered")
             }
             Settle::Retry { at } => {
-                tracing::info!(delivery = %delivery_id, retry_in_ms = at - now_millis(), error = last_error.as_deref().unwrap_or(""), "will retry")
+                tracing::info!(delivery = %delivery_id, retry_in_ms = at - now_millis(), error, "will retry")
             }
             Settle::Dead => {
-                tracing::warn!(delivery = %delivery_id, event = %claimed.event.id, error = last_error.as_deref().unwrap_or(""), "dead letter")
+                tracing::warn!(delivery = %delivery_id, event = %event_id, error, "dead letter")
             }
             Settle::Cancelled => tracing::info!(delivery = %delivery_id, "cancelled"),
         }
-        Ok(())
     }
 
     fn decide(
