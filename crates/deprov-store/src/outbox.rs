@@ -228,13 +228,15 @@ async fn groups_of(
         .collect())
 }
 
-/// A delivery claimed by a worker, with what it needs to perform it.
+/// A delivery claimed by a worker, with what it needs to perform it. The event and the
+/// target are shared by the claim's other deliveries to them (a fan-out claims one event
+/// for many targets, and one target for many users' events).
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub delivery: delivery::Model,
-    pub event: event::Model,
+    pub event: std::sync::Arc<event::Model>,
     /// `None` when the target was removed after the event: the worker cancels the delivery.
-    pub target: Option<target::Model>,
+    pub target: Option<std::sync::Arc<target::Model>>,
 }
 
 /// One attempt's outcome, as recorded in `delivery_attempts`.
@@ -406,19 +408,19 @@ impl Store {
         deliveries.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
         let event_ids: Vec<String> = deliveries.iter().map(|d| d.event_id.clone()).collect();
         let target_ids: Vec<String> = deliveries.iter().map(|d| d.target_id.clone()).collect();
-        let events: HashMap<String, event::Model> = event::Entity::find()
+        let events: HashMap<String, std::sync::Arc<event::Model>> = event::Entity::find()
             .filter(event::Column::Id.is_in(event_ids))
             .all(&txn)
             .await?
             .into_iter()
-            .map(|e| (e.id.clone(), e))
+            .map(|e| (e.id.clone(), std::sync::Arc::new(e)))
             .collect();
-        let targets: HashMap<String, target::Model> = target::Entity::find()
+        let targets: HashMap<String, std::sync::Arc<target::Model>> = target::Entity::find()
             .filter(target::Column::Id.is_in(target_ids))
             .all(&txn)
             .await?
             .into_iter()
-            .map(|t| (t.id.clone(), t))
+            .map(|t| (t.id.clone(), std::sync::Arc::new(t)))
             .collect();
         txn.commit_unsynced().await?;
         deliveries

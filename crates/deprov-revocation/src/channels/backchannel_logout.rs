@@ -41,7 +41,7 @@ impl BackchannelLogout {
         let Some(target) = &claimed.target else {
             return Performed::Cancel("the relying party was removed".to_owned());
         };
-        let config: RelyingPartyConfig = match serde_json::from_value(target.config.clone()) {
+        let config = match <RelyingPartyConfig as serde::Deserialize>::deserialize(&target.config) {
             Ok(c) => c,
             Err(e) => return Performed::Refused(format!("unreadable relying party settings: {e}")),
         };
