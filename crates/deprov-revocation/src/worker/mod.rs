@@ -127,19 +127,20 @@ const MAX_SETTLE_BATCH: usize = 256;
 /// once, and a slot held through the disk write of the record would only leave the
 /// targets idle. The lease still fences the delivery until it is recorded; an attempt
 /// whose record is lost in a crash is made again when the lease expires (at least once).
-async fn settle_in_batches(worker: Arc<Worker>, mut queue: mpsc::Receiver<PendingSettle>) {
+async fn settle_in_batches(
+    store: Store,
+    owner: String,
+    observer: Option<Arc<dyn DeliveryObserver>>,
+    mut queue: mpsc::Receiver<PendingSettle>,
+) {
     let mut batch = Vec::with_capacity(MAX_SETTLE_BATCH);
     while queue.recv_many(&mut batch, MAX_SETTLE_BATCH).await > 0 {
         let (requests, about): (Vec<SettleRequest>, Vec<Attempted>) =
             batch.drain(..).map(|p| (p.request, p.about)).unzip();
-        match worker
-            .store
-            .settle_many(&worker.config.owner, &requests)
-            .await
-        {
+        match store.settle_many(&owner, &requests).await {
             Ok(held) => {
                 for ((request, about), held) in requests.iter().zip(&about).zip(held) {
-                    worker.report(request, about, held);
+                    report(observer.as_deref(), request, about, held);
                 }
                 // The worker timed its sleep before these were recorded: a retry due soon
                 // must not wait for the poll interval.
@@ -147,7 +148,7 @@ async fn settle_in_batches(worker: Arc<Worker>, mut queue: mpsc::Receiver<Pendin
                     .iter()
                     .any(|r| matches!(r.outcome, Settle::Retry { .. }))
                 {
-                    worker.store.outbox_wake().notify_one();
+                    store.outbox_wake().notify_one();
                 }
             }
             Err(e) => {
@@ -230,7 +231,12 @@ impl Worker {
         // Bounded: when records fall behind, finished attempts wait to be queued and keep
         // their slots, so claims slow down with the disk.
         let (settle_tx, settle_rx) = mpsc::channel(self.config.concurrency.max(1) * 4);
-        let settler = tokio::spawn(settle_in_batches(self.clone(), settle_rx));
+        let settler = tokio::spawn(settle_in_batches(
+            self.store.clone(),
+            self.config.owner.clone(),
+            self.observer.clone(),
+            settle_rx,
+        ));
         if let Ok(mut s) = self.settler.lock() {
             *s = Some(settle_tx);
         }
@@ -396,40 +402,14 @@ impl Worker {
                     .first()
                     .copied()
                     .unwrap_or(false);
-                self.report(&pending.request, &pending.about, held);
+                report(
+                    self.observer.as_deref(),
+                    &pending.request,
+                    &pending.about,
+                    held,
+                );
                 Ok(())
             }
-        }
-    }
-
-    /// Logs a recorded attempt and tells the observer.
-    fn report(&self, request: &SettleRequest, about: &Attempted, held: bool) {
-        let delivery_id = &request.delivery_id;
-        let event_id = &about.event_id;
-        let error = request.last_error.as_deref().unwrap_or("");
-        if !held {
-            tracing::warn!(delivery = %delivery_id, "lease lost before the result was recorded; the attempt is in the trail");
-        }
-        let outcome = &request.outcome;
-        if let Some(observer) = &self.observer {
-            observer.settled(&Settled {
-                target_kind: &about.target_kind,
-                outcome,
-                event_at: about.event_at,
-                settled_at: now_millis(),
-            });
-        }
-        match outcome {
-            Settle::Delivered => {
-                tracing::info!(delivery = %delivery_id, event = %event_id, "delivered")
-            }
-            Settle::Retry { at } => {
-                tracing::info!(delivery = %delivery_id, retry_in_ms = at - now_millis(), error, "will retry")
-            }
-            Settle::Dead => {
-                tracing::warn!(delivery = %delivery_id, event = %event_id, error, "dead letter")
-            }
-            Settle::Cancelled => tracing::info!(delivery = %delivery_id, "cancelled"),
         }
     }
 
@@ -500,6 +480,42 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// Logs a recorded attempt and tells the observer.
+fn report(
+    observer: Option<&dyn DeliveryObserver>,
+    request: &SettleRequest,
+    about: &Attempted,
+    held: bool,
+) {
+    let delivery_id = &request.delivery_id;
+    let event_id = &about.event_id;
+    let error = request.last_error.as_deref().unwrap_or("");
+    if !held {
+        tracing::warn!(delivery = %delivery_id, "lease lost before the result was recorded; the attempt is in the trail");
+    }
+    let outcome = &request.outcome;
+    if let Some(observer) = observer {
+        observer.settled(&Settled {
+            target_kind: &about.target_kind,
+            outcome,
+            event_at: about.event_at,
+            settled_at: now_millis(),
+        });
+    }
+    match outcome {
+        Settle::Delivered => {
+            tracing::info!(delivery = %delivery_id, event = %event_id, "delivered")
+        }
+        Settle::Retry { at } => {
+            tracing::info!(delivery = %delivery_id, retry_in_ms = at - now_millis(), error, "will retry")
+        }
+        Settle::Dead => {
+            tracing::warn!(delivery = %delivery_id, event = %event_id, error, "dead letter")
+        }
+        Settle::Cancelled => tracing::info!(delivery = %delivery_id, "cancelled"),
     }
 }
 
