@@ -56,10 +56,20 @@ fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), std::io::Erro
 
 /// Starts `deprov serve` and waits until `/healthz` answers.
 fn start_serve(dir: &Path, port: u16) -> Result<(Child, SocketAddr), Box<dyn std::error::Error>> {
+    start_serve_with(dir, port, &[])
+}
+
+/// [`start_serve`] with more environment.
+fn start_serve_with(
+    dir: &Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Result<(Child, SocketAddr), Box<dyn std::error::Error>> {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let child = deprov(dir)
         .arg("serve")
         .env("DEPROV_LISTEN", addr.to_string())
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -479,6 +489,31 @@ fn tokens_can_be_issued_listed_and_revoked() -> TestResult {
     let text = serde_json::to_string(rows)?;
     assert!(!text.contains(issued["scim_token"].as_str().unwrap_or("-")));
     assert!(!text.contains("token_hash"));
+    Ok(())
+}
+
+/// The access log (`deprov::http`) is written at the default level, and its middleware is
+/// left out below `info`: a level read before logging was set up would lose it silently.
+#[test]
+fn the_access_log_follows_the_log_level() -> TestResult {
+    for (level, logged) in [(None, true), (Some("warn"), false)] {
+        let dir = tempfile::tempdir()?;
+        let env: Vec<(&str, &str)> = level.map(|l| ("DEPROV_LOG_LEVEL", l)).into_iter().collect();
+        let (mut child, addr) = start_serve_with(dir.path(), free_port()?, &env)?;
+        assert_eq!(http_get(addr, "/readyz")?.0, 200);
+        terminate(&child)?;
+        child.wait()?;
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .ok_or("no stderr")?
+            .read_to_string(&mut stderr)?;
+        let line = stderr
+            .lines()
+            .any(|l| l.contains("deprov::http") && l.contains("GET /readyz"));
+        assert_eq!(line, logged, "level {level:?}:\n{stderr}");
+    }
     Ok(())
 }
 
