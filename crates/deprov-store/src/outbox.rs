@@ -17,6 +17,7 @@
 //! `cancelled`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use deprov_core::fanout::{self, EventFacts, GroupFacts, TargetScope};
 use deprov_core::scim::EventKind;
@@ -234,9 +235,9 @@ async fn groups_of(
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub delivery: delivery::Model,
-    pub event: std::sync::Arc<event::Model>,
+    pub event: Arc<event::Model>,
     /// `None` when the target was removed after the event: the worker cancels the delivery.
-    pub target: Option<std::sync::Arc<target::Model>>,
+    pub target: Option<Arc<target::Model>>,
 }
 
 /// One attempt's outcome, as recorded in `delivery_attempts`.
@@ -408,19 +409,19 @@ impl Store {
         deliveries.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
         let event_ids: Vec<String> = deliveries.iter().map(|d| d.event_id.clone()).collect();
         let target_ids: Vec<String> = deliveries.iter().map(|d| d.target_id.clone()).collect();
-        let events: HashMap<String, std::sync::Arc<event::Model>> = event::Entity::find()
+        let events: HashMap<String, Arc<event::Model>> = event::Entity::find()
             .filter(event::Column::Id.is_in(event_ids))
             .all(&txn)
             .await?
             .into_iter()
-            .map(|e| (e.id.clone(), std::sync::Arc::new(e)))
+            .map(|e| (e.id.clone(), Arc::new(e)))
             .collect();
-        let targets: HashMap<String, std::sync::Arc<target::Model>> = target::Entity::find()
+        let targets: HashMap<String, Arc<target::Model>> = target::Entity::find()
             .filter(target::Column::Id.is_in(target_ids))
             .all(&txn)
             .await?
             .into_iter()
-            .map(|t| (t.id.clone(), std::sync::Arc::new(t)))
+            .map(|t| (t.id.clone(), Arc::new(t)))
             .collect();
         txn.commit_unsynced().await?;
         deliveries

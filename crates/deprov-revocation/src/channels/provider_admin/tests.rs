@@ -231,7 +231,7 @@ fn claimed(kind: &str, config: Value, user: Value) -> Claimed {
             completed_at: None,
             redriven_at: None,
         },
-        event: std::sync::Arc::new(event::Model {
+        event: Arc::new(event::Model {
             id: "ev-1".into(),
             tenant_id: TENANT.into(),
             kind: "deactivated".into(),
@@ -244,7 +244,7 @@ fn claimed(kind: &str, config: Value, user: Value) -> Claimed {
             scim_path: "/Users/u-1".into(),
             occurred_at: 0,
         }),
-        target: Some(std::sync::Arc::new(target::Model {
+        target: Some(Arc::new(target::Model {
             id: "target-1".into(),
             tenant_id: TENANT.into(),
             kind: kind.into(),
@@ -1487,7 +1487,7 @@ async fn a_target_changed_after_the_token_was_cached_gets_a_new_token() {
     );
     assert_eq!(verdict(&entra.perform(&c).await), Verdict::Delivered);
     if let Some(t) = c.target.as_mut() {
-        let t = std::sync::Arc::make_mut(t);
+        let t = Arc::make_mut(t);
         t.config["client_id"] = json!("a-new-client");
         t.updated_at = 2;
     }
