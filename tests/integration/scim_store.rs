@@ -154,19 +154,32 @@ fn kinds(events: &[EventRecord]) -> Vec<(EventKind, String)> {
 }
 
 async fn bind_rp(store: &Store, tenant_name: &str, groups: &[&str]) -> anyhow::Result<()> {
+    let client_id = format!("rp-{}", groups.join("-"));
+    let groups = groups.iter().map(|g| (*g).to_owned()).collect();
+    add_rp(store, tenant_name, &client_id, groups, true).await
+}
+
+/// A relying party of the tenant bound to `groups` (tenant-wide when empty).
+async fn add_rp(
+    store: &Store,
+    tenant_name: &str,
+    client_id: &str,
+    groups: Vec<String>,
+    enabled: bool,
+) -> anyhow::Result<()> {
     store
         .add_relying_party(
             tenant_name,
             NewRelyingParty {
-                client_id: format!("rp-{}", groups.join("-")),
+                client_id: client_id.to_owned(),
                 backchannel_logout_uri: url::Url::parse("https://rp.example.com/bcl")?,
                 subject: SubjectMapping::UserName,
                 alg: SigningAlgorithm::ES256,
                 require_sid: false,
                 issuer: None,
                 kid: None,
-                groups: groups.iter().map(|g| (*g).to_owned()).collect(),
-                enabled: true,
+                groups,
+                enabled,
             },
             "test",
         )
@@ -1924,6 +1937,171 @@ db_test!(
         assert_eq!(
             store.get_user(&t, &alice.id).await?.map(|u| u.version),
             Some(9)
+        );
+        Ok(())
+    }
+);
+
+/// The user's latest event of `kind`.
+async fn last_event(
+    store: &Store,
+    tenant_id: &str,
+    user_id: &str,
+    kind: EventKind,
+) -> anyhow::Result<EventRecord> {
+    let events = store.list_events(tenant_id, Some(user_id)).await?;
+    events
+        .into_iter()
+        .rfind(|e| e.kind == kind)
+        .ok_or_else(|| anyhow::anyhow!("no {kind:?} event of {user_id}"))
+}
+
+/// The client ids of the targets an event's deliveries went to.
+async fn reached(store: &Store, event: &EventRecord) -> anyhow::Result<HashSet<String>> {
+    let trail = store
+        .event_trail(&event.id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no trail of event {}", event.id))?;
+    Ok(trail
+        .deliveries
+        .into_iter()
+        .filter_map(|d| d.client_id)
+        .collect())
+}
+
+// Deactivations and deletions reach exactly the targets `fanout::reaches` names. PostgreSQL
+// writes them in one statement with the rule in SQL (outbox.rs `reached_by_user_event_sql`),
+// SQLite applies the rule in Rust: both are held to it here, binding by name and by id in
+// either case, disabled targets, members and a user in no group.
+db_test!(
+    one_statement_fanout_reaches_what_the_rule_reaches,
+    |store: Store, _url| async move {
+        use deprov_core::fanout::{EventFacts, GroupFacts, TargetScope, reaches};
+        let t = tenant(&store, "acme").await?;
+        let post = ctx(&t, "POST", "/Users");
+        let mut users = Vec::new();
+        for name in ["alice", "bob", "carol", "dave"] {
+            users.push(store.create_user(&post, user(name, None, true)).await?.0);
+        }
+        let (alice, bob, carol, dave) = (&users[0], &users[1], &users[2], &users[3]);
+        let groups = ctx(&t, "POST", "/Groups");
+        let eng = store
+            .create_group(
+                &groups,
+                group("Engineering"),
+                vec![member(&alice.id), member(&bob.id)],
+            )
+            .await?;
+        let ops = store
+            .create_group(&groups, group("Ops"), vec![member(&dave.id)])
+            .await?;
+        let targets: Vec<(&str, Vec<String>, bool)> = vec![
+            ("wide", vec![], true),
+            ("by-name", vec!["ENGINEERING".into()], true),
+            ("by-id", vec![eng.id.to_uppercase()], true),
+            ("ops-by-id", vec![ops.id.clone()], true),
+            ("elsewhere", vec!["Sales".into()], true),
+            ("off", vec![], false),
+            ("off-eng", vec!["engineering".into()], false),
+        ];
+        for (client_id, bound, enabled) in &targets {
+            add_rp(&store, "acme", client_id, bound.clone(), *enabled).await?;
+        }
+        let facts = |g: &deprov_store::scim::GroupRecord| GroupFacts {
+            id_folded: g.id.to_lowercase(),
+            display_name_folded: g.display_name.to_lowercase(),
+        };
+        let member_of = |u: &UserRecord| -> Vec<GroupFacts> {
+            [
+                (&eng, [&alice.id, &bob.id].as_slice()),
+                (&ops, [&dave.id].as_slice()),
+            ]
+            .into_iter()
+            .filter(|(_, members)| members.contains(&&u.id))
+            .map(|(g, _)| facts(g))
+            .collect()
+        };
+        let expected = |kind: EventKind, u: &UserRecord| -> HashSet<String> {
+            let member_of = member_of(u);
+            let event = EventFacts {
+                kind,
+                group: None,
+                member_of: &member_of,
+            };
+            targets
+                .iter()
+                .filter(|(_, bound, enabled)| {
+                    let scope = TargetScope {
+                        groups: bound.iter().map(|b| b.to_lowercase()).collect(),
+                    };
+                    *enabled && reaches(&scope, &event)
+                })
+                .map(|(id, _, _)| (*id).to_owned())
+                .collect()
+        };
+        // Deactivated (PATCH and PUT take this path), then re-activated.
+        for u in [alice, carol, dave] {
+            let seen = store
+                .get_user(&t, &u.id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no {}", u.user_name))?;
+            store
+                .replace_seen_user(
+                    &ctx(&t, "PATCH", "/Users/x"),
+                    &seen,
+                    user(&u.user_name, None, false),
+                )
+                .await?;
+            let event = last_event(&store, &t, &u.id, EventKind::Deactivated).await?;
+            assert_eq!(event.user_snapshot["active"], false);
+            assert_eq!(
+                reached(&store, &event).await?,
+                expected(EventKind::Deactivated, u),
+                "{}",
+                u.user_name
+            );
+        }
+        let seen = store
+            .get_user(&t, &alice.id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no alice"))?;
+        store
+            .replace_seen_user(
+                &ctx(&t, "PATCH", "/Users/a"),
+                &seen,
+                user("alice", None, true),
+            )
+            .await?;
+        let back = last_event(&store, &t, &alice.id, EventKind::Reactivated).await?;
+        assert!(reached(&store, &back).await?.is_empty());
+        // Deleted: a member (whose memberships go in the same write) and a user in no group.
+        for u in [bob, carol] {
+            store
+                .delete_user(&ctx(&t, "DELETE", "/Users/x"), &u.id, None)
+                .await?;
+            let event = last_event(&store, &t, &u.id, EventKind::Deleted).await?;
+            assert_eq!(event.user_snapshot["userName"], u.user_name.as_str());
+            assert_eq!(
+                reached(&store, &event).await?,
+                expected(EventKind::Deleted, u),
+                "{}",
+                u.user_name
+            );
+        }
+        let g = store.get_group(&t, &eng.id, true).await?;
+        assert_eq!(g.and_then(|g| g.members).map(|m| m.len()), Some(1));
+        // The rule's answers, spelled out once so that a change to it shows here too.
+        assert_eq!(
+            expected(EventKind::Deactivated, alice),
+            HashSet::from(["wide".into(), "by-name".into(), "by-id".into()])
+        );
+        assert_eq!(
+            expected(EventKind::Deactivated, dave),
+            HashSet::from(["wide".into(), "ops-by-id".into()])
+        );
+        assert_eq!(
+            expected(EventKind::Deleted, carol),
+            HashSet::from(["wide".into()])
         );
         Ok(())
     }

@@ -70,6 +70,24 @@ pub(crate) fn enabled_targets_sql(tenant: &str, enabled: &str) -> String {
     format!("SELECT id, kind FROM targets WHERE tenant_id = {tenant} AND enabled = {enabled}")
 }
 
+/// The enabled targets of tenant `{tenant}` that a `Deactivated` or `Deleted` event of user
+/// `{user}` reaches, as a condition on `targets` aliased `tg`: [`fanout::reaches`] written in
+/// SQL, for PostgreSQL's one-statement de-provisioning (`scim/events.rs`). The user's groups
+/// are read from `group_members` in the statement's snapshot, so a deletion in the same
+/// statement still finds them. The integration test
+/// `one_statement_fanout_reaches_what_the_rule_reaches` holds the two to the same answers.
+pub(crate) fn reached_by_user_event_sql(tenant: &str, user: &str, enabled: &str) -> String {
+    format!(
+        "tg.tenant_id = {tenant} AND tg.enabled = {enabled} AND (\
+         NOT EXISTS (SELECT 1 FROM target_groups b WHERE b.target_id = tg.id) \
+         OR EXISTS (SELECT 1 FROM group_members m \
+         JOIN groups g ON g.id = m.group_id \
+         JOIN target_groups b ON b.target_id = tg.id \
+         AND b.group_ref_folded IN (lower(g.id), g.display_name_folded) \
+         WHERE m.tenant_id = {tenant} AND m.member_id = {user}))"
+    )
+}
+
 /// The rows of [`enabled_targets_sql`].
 pub(crate) fn enabled_targets_of(rows: &[QueryResult]) -> Result<Vec<EnabledTarget>, StoreError> {
     rows.iter()

@@ -1,8 +1,10 @@
 //! De-provisioning events, written in the transaction of the change that causes them.
 //!
-//! [`record_events`] is the one place an event is written, so that the outbox can later
-//! add the event's deliveries (one per subscribed target) in the same statement batch and
-//! the same transaction.
+//! [`record_events`] writes events and, through the outbox, their deliveries (one per
+//! subscribed target) in the transaction of the change. On PostgreSQL a change of one user
+//! that causes an event is instead one statement ([`change_with_event`]): the change, the
+//! event, its deliveries and the outbox notification, which PostgreSQL runs as its own
+//! transaction, one round trip where the transaction took five.
 
 use deprov_core::scim::EventKind;
 use sea_orm::{ConnectionTrait, FromQueryResult};
@@ -163,6 +165,85 @@ pub(crate) async fn record_event(
     event: NewEvent<'_>,
 ) -> Result<Recorded, StoreError> {
     record_events(txn, backend, ctx, vec![event]).await
+}
+
+/// The columns of a user a change's `RETURNING` gives [`change_with_event`].
+pub(crate) const CHANGED_USER: &str = "id, user_name, external_id, display_name, active, resource";
+
+/// PostgreSQL: runs `change` (an `UPDATE` or `DELETE` of one user of the tenant, bound in
+/// `sql`, `RETURNING` [`CHANGED_USER`]) and, if it changed a row, records the `kind` event
+/// with the user's [`snapshot`] as the change left it (or found it, for a deletion), a
+/// delivery per target the event reaches ([`outbox::reached_by_user_event_sql`]) and the
+/// outbox notification, all in one statement. `then` is run too, as more CTEs that may
+/// read the change as `changed` (the deleted user's memberships, say). Returns the number
+/// of deliveries written, or `None` when `change` matched no row and nothing was written.
+pub(crate) async fn change_with_event(
+    txn: &WriteTxn,
+    mut sql: Sql,
+    change: &str,
+    then: Option<&str>,
+    ctx: &RequestContext,
+    kind: EventKind,
+) -> Result<Option<usize>, sea_orm::DbErr> {
+    debug_assert!(sql.is_postgres());
+    let now = now_millis();
+    let tenant = sql.bind(ctx.tenant_id.clone());
+    let event = sql.bind(uuid::Uuid::now_v7().to_string());
+    let kind_p = sql.bind(kind.as_str());
+    let request = sql.bind(bounded(&ctx.request_id, 128));
+    let method = sql.bind(bounded(&ctx.method, 8));
+    let path = sql.bind(ctx.path.clone());
+    let at = sql.bind(now);
+    let mut text = format!("WITH changed AS ({change} RETURNING {CHANGED_USER})");
+    if let Some(then) = then {
+        text.push_str(", ");
+        text.push_str(then);
+    }
+    // `snapshot` in SQL: the stored resource with the server-owned identifiers laid over.
+    text.push_str(&format!(
+        ", written AS (INSERT INTO events (id, tenant_id, kind, user_id, user_snapshot, \
+         group_id, group_display_name, request_id, scim_method, scim_path, occurred_at) \
+         SELECT {event}, {tenant}, {kind_p}, c.id, \
+         (CASE WHEN jsonb_typeof(c.resource) = 'object' THEN c.resource ELSE '{{}}'::jsonb END) \
+         || jsonb_build_object('id', c.id, 'userName', c.user_name, 'externalId', \
+         c.external_id, 'displayName', c.display_name, 'active', c.active), \
+         NULL, NULL, {request}, {method}, {path}, {at} FROM changed c RETURNING id, user_id)"
+    ));
+    let sent = if kind.revokes() {
+        let enabled = sql.bind(true);
+        let channel = sql.bind(outbox::NOTIFY_CHANNEL);
+        let reached = outbox::reached_by_user_event_sql(&tenant, "w.user_id", &enabled);
+        // A delivery's id is a UUIDv7 of the event's millisecond: the event id's first 15
+        // characters (time and version) and a random UUID's remaining 21.
+        text.push_str(&format!(
+            ", sent AS (INSERT INTO deliveries (id, event_id, tenant_id, target_id, \
+             target_kind, status, attempt_count, next_attempt_at, created_at, updated_at) \
+             SELECT left(w.id, 15) || substr(gen_random_uuid()::text, 16), w.id, {tenant}, \
+             tg.id, tg.kind, '{}', 0, {at}, {at}, {at} FROM written w JOIN targets tg ON {reached} \
+             RETURNING 1), \
+             woken AS (SELECT pg_notify({channel}, '') FROM (SELECT 1 FROM sent LIMIT 1) s)",
+            outbox::PENDING
+        ));
+        "(SELECT count(*) FROM sent) AS sent, (SELECT count(*) FROM woken) AS woken"
+    } else {
+        "0::bigint AS sent"
+    };
+    text.push_str(&format!(
+        " SELECT (SELECT count(*) FROM written) AS written, {sent}"
+    ));
+    sql.push(&text);
+    let row = txn.query_one_raw(sql.build()).await?;
+    let count = |column: &str| -> Result<i64, sea_orm::DbErr> {
+        Ok(row
+            .as_ref()
+            .map(|r| r.try_get::<i64>("", column))
+            .transpose()?
+            .unwrap_or(0))
+    };
+    if count("written")? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(usize::try_from(count("sent")?).unwrap_or(0)))
 }
 
 impl Store {

@@ -20,10 +20,12 @@
 //!
 //! Everything is tenant-scoped: a resource of another tenant is simply not found.
 //!
-//! Concurrency: every write reads the resource it changes with `SELECT … FOR UPDATE` on
-//! PostgreSQL, so two requests racing to deactivate one user (or to remove one member)
-//! take turns and only the first records an event; members being added are read
-//! `FOR SHARE`, so they cannot be deleted under the insert. On SQLite all writes go through
+//! Concurrency: a write either reads the resource it changes with `SELECT … FOR UPDATE` on
+//! PostgreSQL, or changes it in one statement conditional on the version it was read at
+//! (a PATCH or PUT of a user; on PostgreSQL also the event it causes, and a deletion), so
+//! two requests racing to deactivate one user (or to remove one member) take turns and only
+//! the first records an event; members being added are read `FOR SHARE`, so they cannot be
+//! deleted under the insert. On SQLite all writes go through
 //! the single writer connection ([`Store::writer`](crate::Store::writer)) and never
 //! interleave. Lists count and read in one read-only transaction (repeatable read on
 //! PostgreSQL) so `totalResults` agrees with the page.

@@ -4,7 +4,7 @@ use deprov_core::scim::{EventKind, ListQuery, ResourceKind, activity_transition}
 use sea_orm::{ConnectionTrait, FromQueryResult};
 use tracing::instrument;
 
-use super::events::{NewEvent, record_event, snapshot};
+use super::events::{NewEvent, change_with_event, record_event, snapshot};
 use super::list::list_rows;
 use super::sql::Sql;
 use super::{CreateOutcome, RequestContext, UserRecord, UserWrite, fold};
@@ -85,22 +85,50 @@ async fn lock_match(
     Ok(user::Model::find_by_statement(sql.build()).one(txn).await?)
 }
 
+/// Inserts a new user.
 async fn insert_user(
     txn: &WriteTxn,
     backend: Backend,
     tenant_id: &str,
-    write: UserWrite,
+    write: &UserWrite,
 ) -> Result<user::Model, StoreError> {
+    let (model, inserted) = insert(txn, backend, tenant_id, write, false).await?;
+    match inserted {
+        true => Ok(model),
+        false => Err(StoreError::Db(sea_orm::DbErr::RecordNotInserted)),
+    }
+}
+
+/// Inserts a new user unless a user of the tenant has its userName (case-insensitively) or
+/// its externalId, the users a POST may reuse ([`lock_match`]); `None` then, and nothing
+/// written.
+async fn insert_unmatched_user(
+    txn: &WriteTxn,
+    backend: Backend,
+    tenant_id: &str,
+    write: &UserWrite,
+) -> Result<Option<user::Model>, StoreError> {
+    let (model, inserted) = insert(txn, backend, tenant_id, write, true).await?;
+    Ok(inserted.then_some(model))
+}
+
+async fn insert(
+    txn: &WriteTxn,
+    backend: Backend,
+    tenant_id: &str,
+    write: &UserWrite,
+    unless_matched: bool,
+) -> Result<(user::Model, bool), StoreError> {
     let now = now_millis();
     let model = user::Model {
         id: uuid::Uuid::now_v7().to_string(),
         tenant_id: tenant_id.to_owned(),
         user_name_folded: fold(&write.user_name),
-        user_name: write.user_name,
-        external_id: write.external_id,
-        display_name: write.display_name,
+        user_name: write.user_name.clone(),
+        external_id: write.external_id.clone(),
+        display_name: write.display_name.clone(),
         active: write.active,
-        resource: write.resource,
+        resource: write.resource.clone(),
         version: 1,
         created_at: now,
         updated_at: now,
@@ -121,29 +149,33 @@ async fn insert_user(
     ];
     sql.push(&format!(
         "INSERT INTO users (id, tenant_id, user_name, user_name_folded, external_id, \
-         display_name, active, resource, version, created_at, updated_at) VALUES ({})",
+         display_name, active, resource, version, created_at, updated_at) SELECT {}",
         values.join(", ")
     ));
-    txn.execute_raw(sql.build()).await.map_err(|e| {
-        if is_unique_violation(&e) {
-            taken(&model.user_name)
-        } else {
-            e.into()
+    if unless_matched {
+        let (t, n, e) = (&values[1], &values[3], &values[4]);
+        sql.push(&format!(
+            " WHERE NOT EXISTS (SELECT 1 FROM users WHERE tenant_id = {t} \
+             AND user_name_folded = {n})"
+        ));
+        if model.external_id.is_some() {
+            sql.push(&format!(
+                " AND NOT EXISTS (SELECT 1 FROM users WHERE tenant_id = {t} \
+                 AND external_id = {e})"
+            ));
         }
-    })?;
-    Ok(model)
+    }
+    let done = txn
+        .execute_raw(sql.build())
+        .await
+        .map_err(name_taken(&model.user_name))?;
+    let inserted = done.rows_affected() == 1;
+    Ok((model, inserted))
 }
 
-/// Replaces the attributes of `old` and bumps its version, if the row is still at
-/// `old.version` (locked in `txn`, or as read before it); [`StoreError::VersionMismatch`]
-/// otherwise, also when the row is gone.
-async fn update_user(
-    txn: &WriteTxn,
-    backend: Backend,
-    old: &user::Model,
-    write: UserWrite,
-) -> Result<user::Model, StoreError> {
-    let new = user::Model {
+/// The user `old` becomes with `write`: its version bumped, its update time moved on.
+fn updated(old: &user::Model, write: UserWrite) -> user::Model {
+    user::Model {
         id: old.id.clone(),
         tenant_id: old.tenant_id.clone(),
         user_name_folded: fold(&write.user_name),
@@ -155,8 +187,11 @@ async fn update_user(
         version: old.version + 1,
         created_at: old.created_at,
         updated_at: now_millis().max(old.updated_at),
-    };
-    let mut sql = Sql::new(backend);
+    }
+}
+
+/// `UPDATE users …` from `old` to `new`, if the row is still at `old.version`.
+fn update_statement(sql: &mut Sql, old: &user::Model, new: &user::Model) -> String {
     // Only the columns that change: SQLite rewrites the entries of every index on a column
     // the SET names, even to the same value (a deactivation would dirty four index pages).
     let mut set = Vec::with_capacity(8);
@@ -190,17 +225,40 @@ async fn update_user(
         sql.bind(old.tenant_id.clone()),
         sql.bind(old.version),
     );
-    sql.push(&format!(
+    format!(
         "UPDATE users SET {} WHERE id = {i} AND tenant_id = {t} AND version = {v}",
         set.join(", ")
-    ));
-    let done = txn.execute_raw(sql.build()).await.map_err(|e| {
+    )
+}
+
+/// A unique violation of a write that set `user_name` is that name being taken.
+fn name_taken(user_name: &str) -> impl FnOnce(sea_orm::DbErr) -> StoreError + '_ {
+    move |e| {
         if is_unique_violation(&e) {
-            taken(&new.user_name)
+            taken(user_name)
         } else {
             e.into()
         }
-    })?;
+    }
+}
+
+/// Replaces the attributes of `old` and bumps its version, if the row is still at
+/// `old.version` (locked in `txn`, or as read before it); [`StoreError::VersionMismatch`]
+/// otherwise, also when the row is gone.
+async fn update_user(
+    txn: &WriteTxn,
+    backend: Backend,
+    old: &user::Model,
+    write: UserWrite,
+) -> Result<user::Model, StoreError> {
+    let new = updated(old, write);
+    let mut sql = Sql::new(backend);
+    let update = update_statement(&mut sql, old, &new);
+    sql.push(&update);
+    let done = txn
+        .execute_raw(sql.build())
+        .await
+        .map_err(name_taken(&new.user_name))?;
     if done.rows_affected() != 1 {
         return Err(StoreError::VersionMismatch {
             current: old.version,
@@ -256,6 +314,14 @@ impl Store {
         write: UserWrite,
     ) -> Result<(UserRecord, CreateOutcome), StoreError> {
         let backend = self.backend();
+        // Most POSTs are of someone new: one statement inserts the user unless another
+        // matches (on PostgreSQL, without BEGIN and COMMIT). Only then are the matches read.
+        let txn = self.begin_single_write().await?;
+        let inserted = insert_unmatched_user(&txn, backend, &ctx.tenant_id, &write).await?;
+        self.commit(txn).await?;
+        if let Some(model) = inserted {
+            return Ok((model.into(), CreateOutcome::Created));
+        }
         let txn = self.begin_write().await?;
         let found = lock_match(&txn, backend, &ctx.tenant_id, &write).await?;
         let mut deliveries = 0;
@@ -268,8 +334,9 @@ impl Store {
             Some(old) if old.user_name_folded == fold(&write.user_name) => {
                 return Err(taken(&write.user_name));
             }
+            // Only an active user with the same externalId, or the match is gone again.
             _ => (
-                insert_user(&txn, backend, &ctx.tenant_id, write).await?,
+                insert_user(&txn, backend, &ctx.tenant_id, &write).await?,
                 CreateOutcome::Created,
             ),
         };
@@ -352,12 +419,27 @@ impl Store {
             created_at: seen.created_at,
             updated_at: seen.updated_at,
         };
+        let transition = activity_transition(old.active, write.active);
+        if let (Some(kind), Backend::Postgres) = (transition, backend) {
+            let new = updated(&old, write);
+            let mut sql = Sql::new(backend);
+            let update = update_statement(&mut sql, &old, &new);
+            let txn = self.begin_single_write().await?;
+            let deliveries = change_with_event(&txn, sql, &update, None, ctx, kind)
+                .await
+                .map_err(name_taken(&new.user_name))?
+                .ok_or(StoreError::VersionMismatch {
+                    current: old.version,
+                })?;
+            self.commit(txn).await?;
+            self.wake_outbox_if(deliveries);
+            return Ok(new.into());
+        }
         // Without a change of `active` there is no event to write: the update is the
         // whole write (what most attribute syncs from an identity provider are).
-        let txn = if activity_transition(old.active, write.active).is_none() {
-            self.begin_single_write().await?
-        } else {
-            self.begin_write().await?
+        let txn = match transition {
+            None => self.begin_single_write().await?,
+            Some(_) => self.begin_write().await?,
         };
         let new = update_user(&txn, backend, &old, write).await?;
         let deliveries = record_activity(&txn, backend, ctx, old.active, &new).await?;
@@ -377,6 +459,9 @@ impl Store {
         expected_version: Option<i64>,
     ) -> Result<(), StoreError> {
         let backend = self.backend();
+        if backend == Backend::Postgres {
+            return self.delete_user_at_once(ctx, id, expected_version).await;
+        }
         let txn = self.begin_write().await?;
         let old = lock_user(&txn, backend, &ctx.tenant_id, id)
             .await?
@@ -412,6 +497,50 @@ impl Store {
         self.commit(txn).await?;
         self.wake_outbox_if(deliveries);
         Ok(())
+    }
+
+    /// [`Store::delete_user`] on PostgreSQL: the deletion, its event and deliveries, and the
+    /// memberships' removal in one statement ([`change_with_event`]).
+    async fn delete_user_at_once(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let mut sql = Sql::new(Backend::Postgres);
+        let (i, t) = (sql.bind(id.to_owned()), sql.bind(ctx.tenant_id.clone()));
+        let mut change = format!("DELETE FROM users WHERE id = {i} AND tenant_id = {t}");
+        if let Some(v) = expected_version {
+            change.push_str(&format!(" AND version = {}", sql.bind(v)));
+        }
+        let memberships = format!(
+            "memberships AS (DELETE FROM group_members WHERE tenant_id = {t} \
+             AND member_id IN (SELECT id FROM changed))"
+        );
+        let txn = self.begin_single_write().await?;
+        let deleted = change_with_event(
+            &txn,
+            sql,
+            &change,
+            Some(&memberships),
+            ctx,
+            EventKind::Deleted,
+        )
+        .await?;
+        self.commit(txn).await?;
+        match deleted {
+            Some(deliveries) => {
+                self.wake_outbox_if(deliveries);
+                Ok(())
+            }
+            // Gone, or (with `expected_version`) at another version.
+            None => match self.get_user(&ctx.tenant_id, id).await? {
+                Some(user) => Err(StoreError::VersionMismatch {
+                    current: user.version,
+                }),
+                None => Err(not_found(id)),
+            },
+        }
     }
 
     /// Users of the tenant matching `query` (RFC 7644 §3.4.2): the total number of matches
