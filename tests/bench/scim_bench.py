@@ -6,8 +6,11 @@ state), PATCH-name (displayName: an attribute sync, no event), POST, DELETE; on 
 and/or PostgreSQL. In the same run: the HTTP ceiling (the
 http_ceiling example: actix-web answering the same JSON from memory) and the single-stream
 fsync rate of the data directories, and with PostgreSQL, pgbench's simple-update (PostgreSQL's own
-rate for a write transaction of the same shape). Prints a Markdown table and the ratios the issue asks for;
-writes everything as JSON to $BENCH_DIR/scim-results.json.
+rate for a write transaction of the same shape). Also the in-memory SCIM servers the issue
+compares deprov with, scim2-server (Python) and scimmy (node), seeded with the same users and
+measured with the same GET and filter (tests/bench/reference; BENCH_REFERENCES=0 skips them).
+Prints a Markdown table and the ratios the issue asks for; writes everything as JSON to
+$BENCH_DIR/scim-results.json.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -53,6 +57,9 @@ SEED_CONCURRENCY = 32
 # A/B runs of one change: BENCH_OPS=GET,PATCH measures only those; BENCH_HIGH_ONLY=1 skips c=1.
 OPS = set(os.environ.get("BENCH_OPS", "GET,filter,PATCH,PATCH-name,POST,DELETE").split(","))
 CONNS = (C_HIGH,) if os.environ.get("BENCH_HIGH_ONLY") else (1, C_HIGH)
+REFERENCE = Path(__file__).resolve().parent / "reference"
+REFERENCES = os.environ.get("BENCH_REFERENCES", "1") != "0" and bool(OPS & {"GET", "filter"})
+REFERENCE_PORT = int(os.environ.get("BENCH_REFERENCE_PORT", "28098"))
 
 
 def run(backends: list[str]):
@@ -78,6 +85,8 @@ def run(backends: list[str]):
 
     for backend in backends:
         run_backend(backend, root, results)
+    if REFERENCES:
+        run_references(root, results)
 
     with step("fsync rate again, after the runs (how much it drifted)"):
         results["fsync"]["sqlite_dir_after"] = fsync_rate(root, 3.0, "append")
@@ -150,7 +159,7 @@ def run_backend(backend: str, root: Path, results: dict):
             t = time.monotonic()
             ids = parallel(USERS, SEED_CONCURRENCY, lambda i: scim.create(f"bench-u{i:05d}"))
             dt = time.monotonic() - t
-            results["seed"][backend] = {"users": USERS, "secs": round(dt, 2), "per_sec": round(USERS / dt, 1)}
+            results["seed"][backend] = {"users": USERS, "secs": round(dt, 2), "per_sec": round(USERS / dt, 1), "threads": SEED_CONCURRENCY}
             log(f"   {USERS / dt:.0f} users/s")
         (work / "ids.txt").write_text("\n".join(ids) + "\n")
         names = [urllib.parse.quote(f"bench-u{i:05d}@example.com", safe="") for i in range(USERS)]
@@ -225,6 +234,46 @@ def run_backend(backend: str, root: Path, results: dict):
         d.drop()
 
 
+def run_references(root: Path, results: dict):
+    """scim2-server and scimmy, in memory, seeded with the users deprov had and measured with
+    the same wrk scripts at c=C_HIGH: the reads the issue asks deprov to beat by 20×."""
+    with step("reference servers: install (tests/bench/reference/setup.sh)"):
+        subprocess.run([str(REFERENCE / "setup.sh")], check=True)
+    token = "bench-reference"
+    port = str(REFERENCE_PORT)
+    servers = {
+        "scim2-server": ([REFERENCE / ".venv/bin/scim2-server", "--bearer-token", token, "--hostname", HOST, "--port", port], "/v2"),
+        "scimmy": (["node", REFERENCE / "scimmy-server.mjs", port, token], "/scim/v2"),
+    }
+    for name, (argv, base) in servers.items():
+        work = root / name
+        work.mkdir(parents=True, exist_ok=True)
+        proc = Proc(argv, log_path=work / "server.log", cwd=REFERENCE)
+        try:
+            wait_http(REFERENCE_PORT, base + "/ServiceProviderConfig", 60, proc)
+            scim = Scim(REFERENCE_PORT, token, base)
+            # Fewer seeding threads than for deprov: scim2-server's development server resets
+            # connections under 32 concurrent POSTs.
+            with step(f"{name}: seed {USERS} users (POST, 8 threads)"):
+                t = time.monotonic()
+                ids = parallel(USERS, 8, lambda i: scim.create(f"bench-u{i:05d}"))
+                dt = time.monotonic() - t
+                results["seed"][name] = {"users": USERS, "secs": round(dt, 2), "per_sec": round(USERS / dt, 1), "threads": 8}
+                log(f"   {USERS / dt:.0f} users/s")
+            (work / "ids.txt").write_text("\n".join(ids) + "\n")
+            names = [urllib.parse.quote(f"bench-u{i:05d}@example.com", safe="") for i in range(USERS)]
+            (work / "names.txt").write_text("\n".join(names) + "\n")
+            url = f"http://{HOST}:{REFERENCE_PORT}"
+            auth = f"Authorization: Bearer {token}"
+            for op, script, args in (("GET", "get_by_id.lua", [base + "/Users/", work / "ids.txt"]),
+                                     ("filter", "filter.lua", [base + "/Users", work / "names.txt"])):
+                if op in OPS:
+                    with step(f"{name}: {op}"):
+                        measure(results, op, name, C_HIGH, None, url, script, args, [auth], work, server_pid=proc.pid)
+        finally:
+            proc.stop()
+
+
 def report(results: dict):
     m = results["machine"]
     out = []
@@ -249,7 +298,7 @@ def report(results: dict):
         vs = f" = {pgb['transactions_per_sec'] / f['postgres_dir']['per_sec']:.2f}× fsync" if f.get("postgres_dir") else ""
         out.append(f"pgbench {pgb['script']} at c={pgb['clients']} (prepared, same PostgreSQL, no TLS): {pgb['transactions_per_sec']:.0f} transactions/s{vs}")
     for b, s in results.get("seed", {}).items():
-        out.append(f"seeding {b}: {s['users']} users in {s['secs']} s = {s['per_sec']:.0f}/s (Python client, {SEED_CONCURRENCY} threads)")
+        out.append(f"seeding {b}: {s['users']} users in {s['secs']} s = {s['per_sec']:.0f}/s (Python client, {s.get('threads', SEED_CONCURRENCY)} threads)")
     for b, kib in results.get("rss_kib", {}).items():
         out.append(f"deprov peak RSS ({b}): {kib / 1024:.0f} MiB")
 
@@ -265,7 +314,7 @@ def report(results: dict):
             if r and ceil:
                 ratio = r["rps"] / ceil["rps"]
                 out.append(f"- {backend} {op}: {r['rps']:.0f} req/s = {100 * ratio:.0f} % of the ceiling (target ≥ 40 %): {'MET' if ratio >= 0.4 else 'NOT MET'}; "
-                           f"{r['rps'] / 1800:.0f}× / {r['rps'] / 500:.0f}× the 1,800 / 500 req/s quoted for scim2-server/scimmy (target ≥ 20×, not measured here)")
+                           + references(rows, op, r["rps"]))
         for op in ("PATCH", "PATCH-name", "POST", "DELETE"):
             r = rows.get((op, backend, C_HIGH))
             if r and fs:
@@ -279,6 +328,24 @@ def report(results: dict):
                 out.append(f"- {backend} {op}: {r['rps']:.0f} req/s = {ratio:.2f}× fsync ({fs['per_sec']:.0f}/s; target ≥ 1.5×){beside}, p99 {p99:.1f} ms (target < 50){shared}: {'MET' if ok else 'NOT MET'}")
     text = "\n".join(out)
     print(text, flush=True)
+
+
+def references(rows: dict, op: str, rps: float) -> str:
+    """deprov's `rps` beside the in-memory servers measured in this run (target ≥ 20×)."""
+    parts = []
+    for name in ("scim2-server", "scimmy"):
+        ref = rows.get((op, name, C_HIGH))
+        if ref is None:
+            continue
+        errs = ref["status_errors"] + ref["connect_errors"] + ref["read_errors"] + ref["write_errors"] + ref["timeouts"]
+        if ref["rps"] <= 0 or errs:
+            parts.append(f"{name}: {ref['rps']:.0f} req/s with {errs} errors, no ratio")
+            continue
+        ratio = rps / ref["rps"]
+        parts.append(f"{ratio:.0f}× {name} ({ref['rps']:.0f} req/s here; target ≥ 20×: {'MET' if ratio >= 20 else 'NOT MET'})")
+    if not parts:
+        return f"{rps / 1800:.0f}× / {rps / 500:.0f}× the 1,800 / 500 req/s quoted for scim2-server/scimmy (target ≥ 20×; not measured in this run)"
+    return "; ".join(parts)
 
 
 if __name__ == "__main__":
