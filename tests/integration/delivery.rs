@@ -213,6 +213,40 @@ db_test!(
 );
 
 db_test!(
+    a_delivery_whose_target_was_removed_is_cancelled_and_the_others_delivered,
+    |store: Store, _url| async move {
+        let rx = Receiver::start(vec![(200, "")])?;
+        let tenant = tenant_with_rp(&store, &rx.url).await?;
+        add_rp(&store, "gone", &rx.url).await?;
+        let (event_id, n) = deactivation(&store, &tenant, "ada").await?;
+        assert_eq!(n, 2);
+        store.remove_relying_party("acme", "gone", "test").await?;
+        let w = worker(&store, "w1").await?;
+        drain(&w, 5).await?;
+        let trail = store
+            .event_trail(&event_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        let mut statuses: Vec<(Option<String>, String)> = trail
+            .deliveries
+            .iter()
+            .map(|d| (d.client_id.clone(), d.delivery.status.clone()))
+            .collect();
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            vec![
+                (None, "cancelled".to_owned()),
+                (Some("app".to_owned()), "delivered".to_owned())
+            ]
+        );
+        // Only the remaining target was called.
+        assert_eq!(rx.count(), 1);
+        rx.stop().await;
+        Ok(())
+    }
+);
+db_test!(
     two_503s_then_200_is_delivered_after_three_attempts,
     |store: Store, _url| async move {
         let rx = Receiver::start(vec![(503, "busy"), (503, "busy"), (200, "")])?;

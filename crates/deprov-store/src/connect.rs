@@ -353,9 +353,18 @@ impl Store {
     /// Starts a write transaction. On SQLite it joins the batch of concurrent writes (see
     /// write_batch.rs): hold it briefly, and never start another write while holding one.
     pub async fn begin_write(&self) -> Result<WriteTxn, StoreError> {
+        self.begin_write_with("BEGIN").await
+    }
+
+    /// [`Store::begin_write`], begun on PostgreSQL with `postgres_begin`: `BEGIN` and the
+    /// `SET LOCAL`s of the transaction, in one round trip.
+    pub(crate) async fn begin_write_with(
+        &self,
+        postgres_begin: &'static str,
+    ) -> Result<WriteTxn, StoreError> {
         Ok(match &self.writes {
             Writes::Sqlite(batcher) => batcher.begin().await?,
-            Writes::Postgres(writers) => WriteTxn::plain(writers.begin().await?),
+            Writes::Postgres(writers) => WriteTxn::plain(writers.begin(postgres_begin).await?),
         })
     }
 

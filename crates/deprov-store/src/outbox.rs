@@ -315,6 +315,83 @@ pub struct QueueStats {
     pub oldest_waiting_ms: Option<i64>,
 }
 
+/// How a claim's transaction begins on PostgreSQL (see [`Store::claim_due`]).
+const CLAIM_BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit TO OFF; \
+     SET LOCAL enable_sort TO OFF; SET LOCAL enable_bitmapscan TO OFF";
+
+/// PostgreSQL: leases the deliveries `ids` to `owner` until `until` and returns them with
+/// their events and targets, in one statement (the `UPDATE … RETURNING` joined to both),
+/// oldest due first. Each event and target is decoded once, and shared by its deliveries.
+async fn lease_and_read(
+    txn: &crate::WriteTxn,
+    owner: &str,
+    now: i64,
+    until: i64,
+    ids: Vec<String>,
+) -> Result<Vec<Claimed>, StoreError> {
+    use sea_orm::{FromQueryResult, Iterable};
+    fn aliased<C: sea_orm::IdenStatic>(table: &str, columns: impl Iterator<Item = C>) -> String {
+        columns
+            .map(|c| format!("{table}.{0} AS {table}_{0}", c.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+    let mut sql = Sql::new(Backend::Postgres);
+    let (o, u, n) = (sql.bind(owner), sql.bind(until), sql.bind(now));
+    let set = sql.bind_set(ids);
+    sql.push(&format!(
+        "WITH leased AS (UPDATE deliveries SET lease_owner = {o}, lease_expires_at = {u}, \
+         updated_at = {n} WHERE id IN ({set}) RETURNING *) \
+         SELECT leased.*, {}, {} FROM leased LEFT JOIN events e ON e.id = leased.event_id \
+         LEFT JOIN targets t ON t.id = leased.target_id",
+        aliased("e", event::Column::iter()),
+        aliased("t", target::Column::iter()),
+    ));
+    let rows = txn.query_all_raw(sql.build()).await?;
+    let mut events: HashMap<String, Arc<event::Model>> = HashMap::new();
+    let mut targets: HashMap<String, Arc<target::Model>> = HashMap::new();
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let delivery = delivery::Model::from_query_result(row, "")?;
+        let event = match events.get(&delivery.event_id) {
+            Some(e) => e.clone(),
+            None if row.try_get::<Option<String>>("e_", "id")?.is_none() => {
+                return Err(StoreError::NotFound(format!(
+                    "event {} of delivery {} is missing",
+                    delivery.event_id, delivery.id
+                )));
+            }
+            None => {
+                let e = Arc::new(event::Model::from_query_result(row, "e_")?);
+                events.insert(e.id.clone(), e.clone());
+                e
+            }
+        };
+        let target = match row.try_get::<Option<String>>("t_", "id")? {
+            None => None,
+            Some(id) => Some(match targets.get(&id) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = Arc::new(target::Model::from_query_result(row, "t_")?);
+                    targets.insert(id, t.clone());
+                    t
+                }
+            }),
+        };
+        claimed.push(Claimed {
+            delivery,
+            event,
+            target,
+        });
+    }
+    // Ordered here, not by SQL: sorting is off for this transaction.
+    claimed.sort_by(|a, b| {
+        (a.delivery.next_attempt_at, &a.delivery.id)
+            .cmp(&(b.delivery.next_attempt_at, &b.delivery.id))
+    });
+    Ok(claimed)
+}
+
 impl Store {
     /// Claims up to `limit` due deliveries for `owner`, for `lease_ms`.
     ///
@@ -333,7 +410,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let now = now_millis();
-        let txn = self.begin_write().await?;
+        let txn = self.begin_write_with(CLAIM_BEGIN).await?;
         // A claim need not be durable: if it is lost in a crash, the deliveries are simply
         // due again, as if their leases had expired (at least once either way). Not waiting
         // for the disk here (`commit_unsynced`; on PostgreSQL `synchronous_commit` off)
@@ -343,14 +420,8 @@ impl Store {
         // The candidates must come in index order, a few rows read and no sort: while
         // autovacuum has not yet analyzed an outbox that just filled, PostgreSQL takes the
         // waiting deliveries for a handful and sorts all of them (20 ms per claim with 15,000
-        // waiting) unless sorting and bitmap scans are ruled out for this transaction.
-        if self.backend() == Backend::Postgres {
-            txn.execute_unprepared(
-                "SET LOCAL synchronous_commit TO OFF; SET LOCAL enable_sort TO OFF; \
-                 SET LOCAL enable_bitmapscan TO OFF",
-            )
-            .await?;
-        }
+        // waiting) unless sorting and bitmap scans are ruled out for this transaction
+        // (CLAIM_BEGIN).
         // Oldest due first, read from the partial index ix_deliveries_waiting so that a claim
         // reads a few index rows and stops, however many deliveries wait. The statuses are
         // literals: only then can a planner match the index's WHERE. SQLite is told the
@@ -404,6 +475,11 @@ impl Store {
             txn.commit_unsynced().await?;
             return Ok(Vec::new());
         }
+        if self.backend() == Backend::Postgres {
+            let claimed = lease_and_read(&txn, owner, now, now + lease_ms, chosen).await?;
+            txn.commit_unsynced().await?;
+            return Ok(claimed);
+        }
         let lease = delivery::Entity::update_many()
             .col_expr(delivery::Column::LeaseOwner, Expr::value(owner))
             .col_expr(
@@ -412,18 +488,12 @@ impl Store {
             )
             .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
             .filter(delivery::Column::Id.is_in(chosen.clone()));
-        // PostgreSQL returns the leased rows with the UPDATE: a round trip fewer on every
-        // claim. SQLite (in process, no round trips) reads them back.
-        let mut deliveries = if txn.support_returning() {
-            lease.exec_with_returning(&txn).await?
-        } else {
-            lease.exec(&txn).await?;
-            delivery::Entity::find()
-                .filter(delivery::Column::Id.is_in(chosen))
-                .all(&txn)
-                .await?
-        };
-        // Ordered here, not by SQL: sorting is off for this transaction (see above).
+        lease.exec(&txn).await?;
+        let mut deliveries = delivery::Entity::find()
+            .filter(delivery::Column::Id.is_in(chosen))
+            .all(&txn)
+            .await?;
+        // Oldest due first.
         deliveries.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
         let event_ids: Vec<String> = deliveries.iter().map(|d| d.event_id.clone()).collect();
         let target_ids: Vec<String> = deliveries.iter().map(|d| d.target_id.clone()).collect();

@@ -111,10 +111,12 @@ impl ConnPool {
             .map_err(|e| DbErr::Exec(RuntimeErr::SqlxError(e.into())))
     }
 
-    /// Starts a write transaction on a connection of the pool.
-    pub(crate) async fn begin(self: &Arc<Self>) -> Result<WriteTxn, DbErr> {
+    /// Starts a write transaction on a connection of the pool with `begin`: `BEGIN`, or
+    /// `BEGIN` followed by `SET LOCAL`s sent with it (one round trip for all of them).
+    pub(crate) async fn begin(self: &Arc<Self>, begin: &'static str) -> Result<WriteTxn, DbErr> {
+        debug_assert!(begin.starts_with("BEGIN"));
         let mut lease = self.acquire().await?;
-        let begun = sqlx::raw_sql("BEGIN").execute(&mut lease.conn).await;
+        let begun = sqlx::raw_sql(begin).execute(&mut lease.conn).await;
         if let Err(e) = begun {
             self.give_back(lease, Some(&e));
             return Err(DbErr::Exec(RuntimeErr::SqlxError(e.into())));
