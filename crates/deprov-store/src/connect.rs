@@ -156,9 +156,10 @@ enum Writes {
 /// one across awaits.
 const SQLITE_READERS: usize = 8;
 
-/// PostgreSQL connections for reads outside transactions (opened as needed): more would
-/// only queue in the server on these cores.
-const POSTGRES_READERS: usize = 8;
+/// PostgreSQL connections for reads outside transactions (opened as needed). Each read is a
+/// round trip: 16 kept 2 cores busy under 32 concurrent GETs where 8 left 15 % idle (GET
+/// 11,050 and 11,233 → 13,112 and 12,329 req/s).
+const POSTGRES_READERS: usize = 16;
 /// PostgreSQL connections for write transactions: more than the readers, since a
 /// transaction holds its connection across round trips and commit waits for the disk.
 const POSTGRES_WRITERS: usize = 16;
