@@ -17,7 +17,7 @@ use deprov_revocation::outbound::AddressPolicy;
 use deprov_revocation::outbound::http::OutboundClient;
 use deprov_revocation::worker::{RetryPolicy, Worker, WorkerConfig};
 use deprov_store::entity::event;
-use deprov_store::outbox::{self, EnqueueEvent};
+use deprov_store::outbox::{self, EnqueueEvent, EventTrail};
 use deprov_store::targets::{KIND_BACKCHANNEL_LOGOUT, NewRelyingParty};
 use deprov_store::{Store, db_test, now_millis};
 use sea_orm::{ActiveModelTrait, Set};
@@ -173,6 +173,14 @@ async fn deactivation(
     Ok((id, n))
 }
 
+/// The whole trail of an event: its deliveries and their attempts.
+async fn event_trail(store: &Store, event_id: &str) -> anyhow::Result<EventTrail> {
+    store
+        .event_trail(event_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no trail of event {event_id}"))
+}
+
 /// Runs the worker step until nothing is due or `rounds` pass.
 async fn drain(worker: &Worker, rounds: usize) -> anyhow::Result<()> {
     for _ in 0..rounds {
@@ -195,10 +203,7 @@ db_test!(
         assert_eq!(n, 1);
         let w = worker(&store, "w1").await?;
         drain(&w, 5).await?;
-        let trail = store
-            .event_trail(&event_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        let trail = event_trail(&store, &event_id).await?;
         assert_eq!(trail.deliveries.len(), 1);
         let d = &trail.deliveries[0];
         assert_eq!(d.delivery.status, "delivered");
@@ -223,10 +228,7 @@ db_test!(
         store.remove_relying_party("acme", "gone", "test").await?;
         let w = worker(&store, "w1").await?;
         drain(&w, 5).await?;
-        let trail = store
-            .event_trail(&event_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        let trail = event_trail(&store, &event_id).await?;
         let mut statuses: Vec<(Option<String>, String)> = trail
             .deliveries
             .iter()
@@ -254,10 +256,7 @@ db_test!(
         let (event_id, _) = deactivation(&store, &tenant, "ada").await?;
         let w = worker(&store, "w1").await?;
         drain(&w, 20).await?;
-        let trail = store
-            .event_trail(&event_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        let trail = event_trail(&store, &event_id).await?;
         let d = &trail.deliveries[0];
         assert_eq!(d.delivery.status, "delivered");
         let statuses: Vec<Option<i64>> = d.attempts.iter().map(|a| a.http_status).collect();
@@ -279,10 +278,7 @@ db_test!(
         let (event_id, _) = deactivation(&store, &tenant, "ada").await?;
         let w = worker(&store, "w1").await?;
         drain(&w, 5).await?;
-        let trail = store
-            .event_trail(&event_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        let trail = event_trail(&store, &event_id).await?;
         let d = &trail.deliveries[0];
         assert_eq!(d.delivery.status, "dead");
         assert_eq!(d.attempts.len(), 1);
@@ -297,10 +293,7 @@ db_test!(
         assert_eq!(store.queue_stats().await?.dead, 1);
         assert_eq!(store.redrive(None, Some(&d.delivery.id), "test").await?, 1);
         drain(&w, 5).await?;
-        let trail = store
-            .event_trail(&event_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        let trail = event_trail(&store, &event_id).await?;
         assert_eq!(trail.deliveries[0].delivery.status, "delivered");
         assert_eq!(trail.deliveries[0].attempts.len(), 2);
         rx.stop().await;
@@ -317,10 +310,7 @@ db_test!(
         let (event_id, _) = deactivation(&store, &tenant, "ada").await?;
         let w = worker(&store, "w1").await?;
         w.run_once().await?;
-        let trail = store
-            .event_trail(&event_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        let trail = event_trail(&store, &event_id).await?;
         let d = &trail.deliveries[0];
         assert_eq!(d.delivery.status, "retrying");
         assert_eq!(d.attempts[0].http_status, None);
@@ -374,10 +364,7 @@ db_test!(
         let trail_of = |c: &outbox::Claimed| c.event.id.clone();
         let mut seen = Vec::new();
         for c in &mine {
-            let trail = store
-                .event_trail(&trail_of(c))
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+            let trail = event_trail(&store, &trail_of(c)).await?;
             let d = &trail.deliveries[0];
             assert_eq!(
                 d.attempts.len(),
@@ -460,10 +447,7 @@ db_test!(
                 .settle(id, "B", attempt(), outbox::Settle::Delivered, None)
                 .await?
         );
-        let trail = store
-            .event_trail(&a[0].event.id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        let trail = event_trail(&store, &a[0].event.id).await?;
         assert_eq!(
             trail.deliveries[0].attempts.len(),
             2,
@@ -582,10 +566,7 @@ db_test!(
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let mut status = String::new();
         while std::time::Instant::now() < deadline {
-            let trail = store
-                .event_trail(&event_id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+            let trail = event_trail(&store, &event_id).await?;
             status = trail.deliveries[0].delivery.status.clone();
             if status == "delivered" {
                 break;
@@ -596,10 +577,7 @@ db_test!(
         running.await?;
         handle.stop(false).await;
         assert_eq!(status, "delivered");
-        let trail = store
-            .event_trail(&event_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no trail"))?;
+        let trail = event_trail(&store, &event_id).await?;
         let attempts = &trail.deliveries[0].attempts;
         // Refused attempts first (no HTTP status, the error kept), then the 200.
         assert!(attempts.len() >= 3, "{} attempts", attempts.len());

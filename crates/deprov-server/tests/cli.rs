@@ -10,6 +10,14 @@ use std::time::{Duration, Instant};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+/// What a child's pipe held, once the child has exited.
+fn read_to_end(pipe: Option<impl Read>) -> Result<String, Box<dyn std::error::Error>> {
+    let mut text = String::new();
+    pipe.ok_or("the pipe was not captured")?
+        .read_to_string(&mut text)?;
+    Ok(text)
+}
+
 fn deprov(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_deprov"));
     cmd.current_dir(dir);
@@ -106,18 +114,8 @@ fn serve_in_an_empty_directory_creates_the_database_and_default_tenant() -> Test
 
     terminate(&child)?;
     let exit = child.wait()?;
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .ok_or("no stdout")?
-        .read_to_string(&mut stdout)?;
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .ok_or("no stderr")?
-        .read_to_string(&mut stderr)?;
+    let stdout = read_to_end(child.stdout.take())?;
+    let stderr = read_to_end(child.stderr.take())?;
     assert!(exit.success(), "exit {exit:?}\n{stderr}");
     assert!(
         stdout.contains(&format!("SCIM base URL: http://{addr}/scim/v2/default")),
@@ -145,12 +143,7 @@ fn serve_in_an_empty_directory_creates_the_database_and_default_tenant() -> Test
     let (mut again, _) = start_serve(dir.path(), free_port()?)?;
     terminate(&again)?;
     again.wait()?;
-    let mut stdout = String::new();
-    again
-        .stdout
-        .take()
-        .ok_or("no stdout")?
-        .read_to_string(&mut stdout)?;
+    let stdout = read_to_end(again.stdout.take())?;
     assert!(!stdout.contains("SCIM token"), "{stdout}");
     assert!(!stdout.contains("Admin token"), "{stdout}");
     Ok(())
@@ -503,12 +496,7 @@ fn the_access_log_follows_the_log_level() -> TestResult {
         assert_eq!(http_get(addr, "/readyz")?.0, 200);
         terminate(&child)?;
         child.wait()?;
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .ok_or("no stderr")?
-            .read_to_string(&mut stderr)?;
+        let stderr = read_to_end(child.stderr.take())?;
         let line = stderr
             .lines()
             .any(|l| l.contains("deprov::http") && l.contains("GET /readyz"));
