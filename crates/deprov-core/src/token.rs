@@ -63,6 +63,11 @@ impl TokenHash {
         Some(Self(out))
     }
 
+    /// The digest itself (a memory of tokens that authenticated is keyed by it).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     pub fn to_hex(&self) -> String {
         // Every authenticated SCIM request hashes its token: no `format!` per byte.
         const DIGITS: &[u8; 16] = b"0123456789abcdef";

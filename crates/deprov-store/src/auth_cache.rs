@@ -20,18 +20,19 @@ const MAX_ENTRIES: usize = 10_000;
 
 #[derive(Debug, Default)]
 pub(crate) struct AuthCache {
-    entries: Mutex<HashMap<String, (Tenant, Instant)>>,
+    /// Keyed by the token's SHA-256 digest, never by the token.
+    entries: Mutex<HashMap<[u8; 32], (Tenant, Instant)>>,
 }
 
 impl AuthCache {
-    /// The tenant of the token with this hash (hex), if it authenticated within the TTL.
-    pub(crate) fn get(&self, token_hash: &str) -> Option<Tenant> {
+    /// The tenant of the token with this digest, if it authenticated within the TTL.
+    pub(crate) fn get(&self, token_hash: &[u8; 32]) -> Option<Tenant> {
         let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let (tenant, at) = entries.get(token_hash)?;
         (at.elapsed() < AUTH_CACHE_TTL).then(|| tenant.clone())
     }
 
-    pub(crate) fn put(&self, token_hash: String, tenant: Tenant) {
+    pub(crate) fn put(&self, token_hash: [u8; 32], tenant: Tenant) {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= MAX_ENTRIES {
             entries.retain(|_, (_, at)| at.elapsed() < AUTH_CACHE_TTL);

@@ -30,6 +30,10 @@ pub(crate) trait Decode: Sized {
 
     fn decode(row: &impl Row) -> Result<Self, DbErr>;
 
+    /// [`Decode::select`] of the alias lists use ([`crate::scim::filter::ROW`]), built
+    /// once: every filtered read writes it into its statement.
+    fn select_row() -> &'static str;
+
     /// The select list: [`Decode::COLUMNS`], each qualified by `alias`.
     fn select(alias: &str) -> String {
         let mut list = String::new();

@@ -207,12 +207,11 @@ impl Store {
             return Ok(None);
         }
         let hash = TokenHash::of(presented);
-        let hash_hex = hash.to_hex();
-        if let Some(tenant) = self.auth_cache.get(&hash_hex) {
+        if let Some(tenant) = self.auth_cache.get(hash.as_bytes()) {
             return Ok((tenant.name == tenant_name).then_some(tenant));
         }
         let Some(stored) = scim_token::Entity::find()
-            .filter(scim_token::Column::TokenHash.eq(hash_hex.clone()))
+            .filter(scim_token::Column::TokenHash.eq(hash.to_hex()))
             .one(self.reader())
             .await?
         else {
@@ -228,7 +227,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        self.auth_cache.put(hash_hex, tenant.clone());
+        self.auth_cache.put(*hash.as_bytes(), tenant.clone());
         Ok((tenant.name == tenant_name).then_some(tenant))
     }
 }

@@ -12,7 +12,11 @@ use crate::schema::{Mutability, ResourceSchema, Returned, parse_attr_path};
 
 /// The weak entity tag of a resource version (RFC 7644 §3.14, RFC 7232 §2.3).
 pub fn etag(version: i64) -> String {
-    format!("W/\"{version}\"")
+    let mut tag = String::with_capacity(24);
+    tag.push_str("W/\"");
+    tag.push_str(itoa::Buffer::new().format(version));
+    tag.push('"');
+    tag
 }
 
 /// Parses an entity tag sent in `If-Match`/`If-None-Match` back into a version
@@ -25,9 +29,65 @@ pub fn parse_etag(tag: &str) -> Option<i64> {
 
 /// RFC 3339 with millisecond precision, as `xsd:dateTime` (RFC 7643 §2.3.5).
 pub fn rfc3339_millis(millis: i64) -> String {
-    DateTime::<Utc>::from_timestamp_millis(millis)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+    let mut out = String::with_capacity(24);
+    push_rfc3339_millis(&mut out, millis);
+    out
+}
+
+/// [`rfc3339_millis`], written onto `out`: `YYYY-MM-DDThh:mm:ss.sssZ`, as chrono writes it
+/// with `SecondsFormat::Millis` and `Z`. Every read writes two of them, and chrono's
+/// formatter cost more than the rest of `meta`. Years outside 0000–9999 (which chrono
+/// writes with a sign) go through chrono.
+fn push_rfc3339_millis(out: &mut String, millis: i64) {
+    // 0000-01-01T00:00:00Z and 10000-01-01T00:00:00Z, in Unix milliseconds.
+    const FIRST: i64 = -62_167_219_200_000;
+    const END: i64 = 253_402_300_800_000;
+    if !(FIRST..END).contains(&millis) {
+        out.push_str(
+            &DateTime::<Utc>::from_timestamp_millis(millis)
+                .unwrap_or_default()
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
+        );
+        return;
+    }
+    let (secs, ms) = (millis.div_euclid(1000), millis.rem_euclid(1000));
+    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    // Each field right-aligned in its zeros; every value fits its width here.
+    for (end, mut n) in [
+        (4, year),
+        (7, month),
+        (10, day),
+        (13, sod / 3600),
+        (16, sod / 60 % 60),
+        (19, sod % 60),
+        (23, ms),
+    ] {
+        let mut i = end;
+        while n > 0 && i > 0 {
+            i -= 1;
+            // `n % 10` is a digit.
+            text[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    }
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+}
+
+/// Year, month and day of a count of days since 1970-01-01 in the proleptic Gregorian
+/// calendar (H. Hinnant, "chrono-Compatible Low-Level Date Algorithms", `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// What a stored resource needs around it to be rendered.
@@ -130,16 +190,17 @@ fn write_added(
         "meta" => {
             // `Stored::meta`'s members, in the order serde_json's map keeps them.
             out.push_str("{\"created\":\"");
-            out.push_str(&rfc3339_millis(stored.created_ms));
+            push_rfc3339_millis(out, stored.created_ms);
             out.push_str("\",\"lastModified\":\"");
-            out.push_str(&rfc3339_millis(stored.updated_ms));
+            push_rfc3339_millis(out, stored.updated_ms);
             out.push_str("\",\"location\":");
             push_json_str(out, &stored.location);
             out.push_str(",\"resourceType\":");
             push_json_str(out, schema.name);
-            out.push_str(",\"version\":");
-            push_json_str(out, &etag(stored.version));
-            out.push('}');
+            // An entity tag holds nothing JSON escapes but its quotes.
+            out.push_str(",\"version\":\"W/\\\"");
+            out.push_str(itoa::Buffer::new().format(stored.version));
+            out.push_str("\\\"\"}");
         }
         _ => {
             out.push('[');
@@ -157,7 +218,12 @@ fn write_added(
 
 /// `s` as a JSON string, escaped as serde_json escapes it.
 fn push_json_str(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    // Without early exit, so that the compiler checks many bytes at once: the strings
+    // written here are short and almost never need escaping.
+    let needs_escape = s.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if !needs_escape {
         out.push('"');
         out.push_str(s);
         out.push('"');

@@ -1,4 +1,4 @@
-use super::render::{Projection, Stored, etag, parse_etag, render, render_text};
+use super::render::{Projection, Stored, etag, parse_etag, render, render_text, rfc3339_millis};
 use super::*;
 use crate::schema::{ENTERPRISE_USER_URN, catalog};
 use serde_json::json;
@@ -172,6 +172,45 @@ fn rendering_adds_id_meta_and_never_a_password() {
         out["schemas"],
         json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
     );
+}
+
+/// The hand-written timestamp is chrono's, at the edges of months, leap days, centuries and
+/// the four-digit years, and at a spread of instants between them.
+#[test]
+fn timestamps_are_written_as_chrono_writes_them() {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    let chrono_text = |ms: i64| {
+        DateTime::<Utc>::from_timestamp_millis(ms)
+            .unwrap_or_default()
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
+    };
+    let mut instants = vec![
+        0,
+        -1,
+        1,
+        999,
+        -1000,
+        951_782_400_000,       // 2000-02-29
+        4_107_542_400_000 - 1, // 2100-02-28T23:59:59.999
+        -11_676_096_000_000,   // 1600-01-01
+        -62_167_219_200_000,   // 0000-01-01, the first chrono writes without a sign
+        -62_167_219_200_001,   // -0001-12-31T23:59:59.999
+        253_402_300_799_999,   // 9999-12-31T23:59:59.999
+        253_402_300_800_000,   // +10000-01-01
+        i64::MIN,
+        i64::MAX,
+    ];
+    // Every 997 hours and 7 ms from 1600 to 2400.
+    let step = 997 * 3_600_000 + 7;
+    instants.extend(
+        (0..)
+            .map(|i| -11_676_096_000_000 + i * step)
+            .take_while(|&ms| ms < 13_574_563_200_000),
+    );
+    assert!(instants.len() > 7_000);
+    for ms in instants {
+        assert_eq!(rfc3339_millis(ms), chrono_text(ms), "{ms}");
+    }
 }
 
 #[test]

@@ -39,7 +39,11 @@ pub fn json_bytes(body: &Value) -> Vec<u8> {
 
 pub fn scim_builder(status: StatusCode) -> HttpResponseBuilder {
     let mut b = HttpResponse::build(status);
-    b.insert_header((header::CONTENT_TYPE, SCIM_CONTENT_TYPE));
+    // A static value, so that every response does not parse and check the text again.
+    b.insert_header((
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(SCIM_CONTENT_TYPE),
+    ));
     b
 }
 
@@ -283,10 +287,14 @@ pub fn list_response(total: u64, start_index: u64, resources: Vec<String>) -> Ht
     let mut out = String::with_capacity(160 + resources.iter().map(|r| r.len() + 1).sum::<usize>());
     out.push_str("{\"schemas\":[\"");
     out.push_str(LIST_RESPONSE_URN);
-    out.push_str(&format!(
-        "\"],\"totalResults\":{total},\"startIndex\":{start_index},\"itemsPerPage\":{},\"Resources\":[",
-        resources.len()
-    ));
+    let mut number = itoa::Buffer::new();
+    out.push_str("\"],\"totalResults\":");
+    out.push_str(number.format(total));
+    out.push_str(",\"startIndex\":");
+    out.push_str(number.format(start_index));
+    out.push_str(",\"itemsPerPage\":");
+    out.push_str(number.format(resources.len()));
+    out.push_str(",\"Resources\":[");
     for (i, r) in resources.iter().enumerate() {
         if i > 0 {
             out.push(',');

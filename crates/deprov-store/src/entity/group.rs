@@ -35,6 +35,12 @@ impl crate::decode::Decode for Model {
         "updated_at",
     ];
 
+    fn select_row() -> &'static str {
+        static LIST: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| Model::select(crate::scim::filter::ROW));
+        &LIST
+    }
+
     fn decode(row: &impl crate::decode::Row) -> Result<Self, DbErr> {
         Ok(Self {
             id: row.text(0)?,

@@ -24,38 +24,56 @@ pub(crate) async fn list_rows<M: Decode + FromQueryResult>(
     query: &ListQuery,
 ) -> Result<(u64, Vec<M>), StoreError> {
     let backend = store.backend();
-    let condition = |sql: &mut Sql| -> Result<String, StoreError> {
+    // `WHERE …` of both statements, written onto `sql`.
+    let condition = |sql: &mut Sql| -> Result<(), StoreError> {
         let tenant = sql.bind(tenant_id.to_owned());
-        let mut cond = format!("{ROW}.tenant_id = {tenant}");
-        if let Some(f) = &query.filter {
-            cond.push_str(" AND ");
-            cond.push_str(&filter::predicate(sql, kind, f)?);
+        let filter = match &query.filter {
+            Some(f) => Some(filter::predicate(sql, kind, f)?),
+            None => None,
+        };
+        sql.push(" WHERE ")
+            .push(ROW)
+            .push(".tenant_id = ")
+            .push(&tenant);
+        if let Some(filter) = filter {
+            sql.push(" AND ").push(&filter);
         }
-        Ok(cond)
+        Ok(())
     };
 
     // Built when needed: a filtered first page that is not full does without it.
     let count = || -> Result<Sql, StoreError> {
         let mut count = Sql::new(backend);
-        let cond = condition(&mut count)?;
-        count.push(&format!(
-            "SELECT COUNT(*) AS n FROM {table} {ROW} WHERE {cond}"
-        ));
+        count
+            .push("SELECT COUNT(*) AS n FROM ")
+            .push(table)
+            .push(" ")
+            .push(ROW);
+        condition(&mut count)?;
         Ok(count)
     };
 
+    // Written with `push`, not `format!`: this runs for every filtered read.
     let page = |total_column: &str| -> Result<Sql, StoreError> {
         let mut sql = Sql::new(backend);
-        let cond = condition(&mut sql)?;
+        sql.push("SELECT ")
+            .push(M::select_row())
+            .push(total_column)
+            .push(" FROM ")
+            .push(table)
+            .push(" ")
+            .push(ROW);
+        condition(&mut sql)?;
         let order = filter::order_by(&mut sql, kind, query.sort_by.as_ref(), query.sort_order)?;
         let limit = sql.bind(i64::try_from(query.count).unwrap_or(i64::MAX));
         let offset =
             sql.bind(i64::try_from(query.start_index.saturating_sub(1)).unwrap_or(i64::MAX));
-        sql.push(&format!(
-            "SELECT {}{total_column} FROM {table} {ROW} WHERE {cond} \
-             ORDER BY {order} LIMIT {limit} OFFSET {offset}",
-            M::select(ROW)
-        ));
+        sql.push(" ORDER BY ")
+            .push(&order)
+            .push(" LIMIT ")
+            .push(&limit)
+            .push(" OFFSET ")
+            .push(&offset);
         Ok(sql)
     };
 

@@ -38,7 +38,7 @@
 
 mod document;
 mod events;
-mod filter;
+pub(crate) mod filter;
 mod groups;
 mod list;
 pub(crate) mod sql;
@@ -167,6 +167,12 @@ impl Decode for UserRecord {
         "created_at",
         "updated_at",
     ];
+
+    fn select_row() -> &'static str {
+        static LIST: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| UserRecord::select(filter::ROW));
+        &LIST
+    }
 
     fn decode(row: &impl crate::decode::Row) -> Result<Self, DbErr> {
         Ok(Self {

@@ -32,15 +32,19 @@ impl Sql {
     pub fn new(backend: Backend) -> Self {
         Self {
             backend,
-            text: String::new(),
-            values: Vec::new(),
+            // A filtered read's statement is about this long: written without regrowing.
+            text: String::with_capacity(512),
+            values: Vec::with_capacity(4),
         }
     }
 
     /// Binds a value and returns its placeholder, to be written where the value goes.
     pub fn bind(&mut self, value: impl Into<Value>) -> String {
         self.values.push(value.into());
-        format!("${}", self.values.len())
+        let mut placeholder = String::with_capacity(4);
+        placeholder.push('$');
+        placeholder.push_str(itoa::Buffer::new().format(self.values.len()));
+        placeholder
     }
 
     /// Binds each value and returns the placeholders joined by commas, for a short `IN (…)`.
