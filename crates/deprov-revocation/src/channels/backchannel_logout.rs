@@ -77,9 +77,7 @@ impl BackchannelLogout {
             Ok(t) => t,
             Err(e) => return Performed::Refused(e.to_string()),
         };
-        let body = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("logout_token", &token.jwt)
-            .finish();
+        let body = form_body(&token.jwt);
         match self
             .client
             .send(&config.backchannel_logout_uri, |client, url| {
@@ -100,6 +98,26 @@ impl BackchannelLogout {
     }
 }
 
+/// `logout_token=<jwt>`, `application/x-www-form-urlencoded` (§2.5). A compact JWS is
+/// base64url and dots (RFC 7515 §7.1), none of which the form encoding changes, so it is
+/// copied as it is; anything else goes through the encoder. At a mass de-provisioning the
+/// encoder, which looks at each byte in turn, cost a tenth of what signing did.
+fn form_body(jwt: &str) -> String {
+    let plain = jwt.bytes().fold(true, |plain, b| {
+        plain & (b.is_ascii_alphanumeric() | (b == b'-') | (b == b'_') | (b == b'.'))
+    });
+    if plain {
+        let mut body = String::with_capacity(jwt.len() + 13);
+        body.push_str("logout_token=");
+        body.push_str(jwt);
+        body
+    } else {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("logout_token", jwt)
+            .finish()
+    }
+}
+
 fn transient(error: String) -> Performed {
     Performed::Answered(Exchange {
         status: None,
@@ -116,5 +134,29 @@ impl Channel for BackchannelLogout {
         claimed: &'a Claimed,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Performed> + Send + 'a>> {
         Box::pin(self.deliver(claimed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form_body;
+
+    #[test]
+    fn the_form_body_is_what_the_form_encoder_writes() {
+        let encoded = |jwt: &str| {
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("logout_token", jwt)
+                .finish()
+        };
+        for jwt in [
+            "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln-_",
+            "",
+            // Not a JWS: the encoder's way.
+            "a b+c/d=e&f",
+            "é.\n",
+        ] {
+            assert_eq!(form_body(jwt), encoded(jwt), "{jwt}");
+        }
+        assert_eq!(form_body("a b"), "logout_token=a+b");
     }
 }
