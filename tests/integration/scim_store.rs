@@ -2106,3 +2106,40 @@ db_test!(
         Ok(())
     }
 );
+
+// Other replicas learn of new deliveries by `NOTIFY`, sent after the commit (not inside the
+// transaction, where PostgreSQL would serialise the commits of every de-provisioning).
+// SQLite has one process and no listeners.
+db_test!(
+    a_de_provisioning_notifies_other_replicas_once_committed,
+    |store: Store, _url| async move {
+        let Some(mut listener) = store.listen_outbox().await? else {
+            return Ok(());
+        };
+        let t = tenant(&store, "acme").await?;
+        add_rp(&store, "acme", "wide", vec![], true).await?;
+        let alice = store
+            .create_user(&ctx(&t, "POST", "/Users"), user("alice", None, true))
+            .await?
+            .0;
+        // Deactivated through the one-statement path (PATCH, PUT) ...
+        let seen = store
+            .get_user(&t, &alice.id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no alice"))?;
+        store
+            .replace_seen_user(
+                &ctx(&t, "PATCH", "/Users/x"),
+                &seen,
+                user("alice", None, false),
+            )
+            .await?;
+        tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv()).await??;
+        // ... and deleted through the DELETE path.
+        store
+            .delete_user(&ctx(&t, "DELETE", "/Users/x"), &alice.id, None)
+            .await?;
+        tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv()).await??;
+        Ok(())
+    }
+);

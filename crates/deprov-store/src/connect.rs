@@ -138,6 +138,9 @@ pub struct Store {
     writer: DatabaseConnection,
     location: String,
     outbox_wake: Arc<Notify>,
+    /// PostgreSQL: asks [`notify_replicas`] for a `NOTIFY` after a commit that enqueued
+    /// work. Holds at most one request: requests made while one waits are the same wake-up.
+    replicas_wake: Option<tokio::sync::mpsc::Sender<()>>,
     pub(crate) auth_cache: Arc<AuthCache>,
     /// Where [`Store::begin_write`]'s transactions run.
     writes: Writes,
@@ -210,6 +213,7 @@ impl Store {
                     writer,
                     location: redacted,
                     outbox_wake: Arc::default(),
+                    replicas_wake: None,
                     auth_cache: Arc::default(),
                     writes: Writes::Sqlite(batcher),
                 })
@@ -261,12 +265,16 @@ impl Store {
                     BUSY_TIMEOUT,
                     PING_WHEN_IDLE_FOR,
                 );
+                // Ends when the last clone of this store is dropped (the channel closes).
+                let (replicas_wake, requests) = tokio::sync::mpsc::channel(1);
+                tokio::spawn(notify_replicas(conn.clone(), requests));
                 Ok(Self {
                     backend: Backend::Postgres,
                     reader: Reader(ReaderKind::Postgres(Arc::new(readers))),
                     writer: conn,
                     location: redacted,
                     outbox_wake: Arc::default(),
+                    replicas_wake: Some(replicas_wake),
                     auth_cache: Arc::default(),
                     writes: Writes::Postgres(writers),
                 })
@@ -401,10 +409,20 @@ impl Store {
         }
     }
 
-    /// Wakes the worker when a committed transaction enqueued deliveries.
+    /// Wakes the workers after a committed transaction enqueued deliveries: this process's
+    /// at once, and on PostgreSQL every replica's, by a `NOTIFY` sent after the commit.
+    ///
+    /// Not `pg_notify` inside the enqueuing transaction: PostgreSQL serialises the commits of
+    /// notifying transactions on one lock, held through the commit's WAL flush, so every
+    /// de-provisioning waited for its own fsync in turn (seen as `Lock:object` waits in
+    /// `pg_stat_activity` under concurrent PATCHes), where commits without it share fsyncs.
     pub(crate) fn wake_outbox_if(&self, deliveries: usize) {
         if deliveries > 0 {
             self.outbox_wake.notify_one();
+            if let Some(replicas) = &self.replicas_wake {
+                // Full: a NOTIFY is already due, and it wakes for this work too.
+                let _ = replicas.try_send(());
+            }
         }
     }
 
@@ -435,6 +453,25 @@ impl Store {
             self.writer.close().await?;
         }
         Ok(())
+    }
+}
+
+/// Sends `NOTIFY deprov_outbox` for each request until every sender is gone: one statement,
+/// its own transaction, committed without waiting for the WAL flush (`set_config(…, true)`
+/// holds for that transaction only). It writes nothing but a wake-up, which a crash may lose:
+/// the workers also poll.
+async fn notify_replicas(conn: DatabaseConnection, mut requests: tokio::sync::mpsc::Receiver<()>) {
+    while requests.recv().await.is_some() {
+        let sent = conn
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')",
+                [crate::outbox::NOTIFY_CHANNEL.into()],
+            ))
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "cannot notify other replicas of new deliveries; they find them at their next poll");
+        }
     }
 }
 

@@ -23,8 +23,8 @@ use deprov_core::fanout::{self, EventFacts, GroupFacts, TargetScope};
 use deprov_core::scim::EventKind;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QueryResult, QuerySelect, Set, Statement,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QueryResult, QuerySelect, Set, Statement,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -121,8 +121,8 @@ async fn enabled_targets(
 /// Call it *before* a deleted user's memberships are removed: group-bound targets are reached
 /// through the groups the user belonged to. Targets are read once for the whole batch (a
 /// group PATCH removing hundreds of members is one call). Returns the number of deliveries
-/// written; on PostgreSQL a `NOTIFY` is queued with them and sent by the commit. The caller
-/// wakes this process's worker ([`Store::outbox_wake`]) after committing.
+/// written. The caller wakes the workers after committing ([`Store::wake_outbox_if`]: this
+/// process's at once, other replicas' by a `NOTIFY`).
 pub async fn enqueue(
     db: &impl ConnectionTrait,
     tenant_id: &str,
@@ -206,14 +206,6 @@ pub(crate) async fn enqueue_to(
         delivery::Entity::insert_many(std::mem::replace(&mut rows, rest))
             .exec(db)
             .await?;
-    }
-    if count > 0 && db.get_database_backend() == DatabaseBackend::Postgres {
-        db.execute_raw(Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            "SELECT pg_notify($1, '')",
-            [NOTIFY_CHANNEL.into()],
-        ))
-        .await?;
     }
     Ok(count)
 }
@@ -663,15 +655,8 @@ impl Store {
             },
         )
         .await?;
-        if self.backend() == Backend::Postgres && result.rows_affected > 0 {
-            txn.execute_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT pg_notify($1, '')",
-                [NOTIFY_CHANNEL.into()],
-            ))
-            .await?;
-        }
         self.commit(txn).await?;
+        self.wake_outbox_if(usize::try_from(result.rows_affected).unwrap_or(usize::MAX));
         Ok(result.rows_affected)
     }
 

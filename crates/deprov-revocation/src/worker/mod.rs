@@ -8,8 +8,8 @@
 //!
 //! Waking: the worker sleeps until the earliest due time, a poll interval, or a wake-up —
 //! from this process (`Store::outbox_wake`, notified after a commit that enqueued work) or,
-//! on PostgreSQL, from any replica (`LISTEN deprov_outbox`; the `NOTIFY` is sent by the
-//! enqueuing transaction's commit).
+//! on PostgreSQL, from any replica (`LISTEN deprov_outbox`; the `NOTIFY` is sent right
+//! after the enqueuing transaction commits).
 
 pub mod observe;
 pub mod retry;

@@ -211,7 +211,6 @@ pub(crate) async fn change_with_event(
     ));
     let sent = if kind.revokes() {
         let enabled = sql.bind(true);
-        let channel = sql.bind(outbox::NOTIFY_CHANNEL);
         let reached = outbox::reached_by_user_event_sql(&tenant, "w.user_id", &enabled);
         // A delivery's id is a UUIDv7 of the event's millisecond: the event id's first 15
         // characters (time and version) and a random UUID's remaining 21.
@@ -220,11 +219,10 @@ pub(crate) async fn change_with_event(
              target_kind, status, attempt_count, next_attempt_at, created_at, updated_at) \
              SELECT left(w.id, 15) || substr(gen_random_uuid()::text, 16), w.id, {tenant}, \
              tg.id, tg.kind, '{}', 0, {at}, {at}, {at} FROM written w JOIN targets tg ON {reached} \
-             RETURNING 1), \
-             woken AS (SELECT pg_notify({channel}, '') FROM (SELECT 1 FROM sent LIMIT 1) s)",
+             RETURNING 1)",
             outbox::PENDING
         ));
-        "(SELECT count(*) FROM sent) AS sent, (SELECT count(*) FROM woken) AS woken"
+        "(SELECT count(*) FROM sent) AS sent"
     } else {
         "0::bigint AS sent"
     };
