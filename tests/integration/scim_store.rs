@@ -1969,6 +1969,27 @@ async fn reached(store: &Store, event: &EventRecord) -> anyhow::Result<HashSet<S
         .collect())
 }
 
+/// Sets a user's `active` the way a PATCH does: read, then replace what was read.
+async fn set_active(
+    store: &Store,
+    tenant_id: &str,
+    u: &UserRecord,
+    active: bool,
+) -> anyhow::Result<()> {
+    let seen = store
+        .get_user(tenant_id, &u.id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no {}", u.user_name))?;
+    store
+        .replace_seen_user(
+            &ctx(tenant_id, "PATCH", "/Users/x"),
+            &seen,
+            user(&u.user_name, None, active),
+        )
+        .await?;
+    Ok(())
+}
+
 // Deactivations and deletions reach exactly the targets `fanout::reaches` names. PostgreSQL
 // writes them in one statement with the rule in SQL (outbox.rs `reached_by_user_event_sql`),
 // SQLite applies the rule in Rust: both are held to it here, binding by name and by id in
@@ -2041,17 +2062,7 @@ db_test!(
         };
         // Deactivated (PATCH and PUT take this path), then re-activated.
         for u in [alice, carol, dave] {
-            let seen = store
-                .get_user(&t, &u.id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no {}", u.user_name))?;
-            store
-                .replace_seen_user(
-                    &ctx(&t, "PATCH", "/Users/x"),
-                    &seen,
-                    user(&u.user_name, None, false),
-                )
-                .await?;
+            set_active(&store, &t, u, false).await?;
             let event = last_event(&store, &t, &u.id, EventKind::Deactivated).await?;
             assert_eq!(event.user_snapshot["active"], false);
             assert_eq!(
@@ -2061,17 +2072,7 @@ db_test!(
                 u.user_name
             );
         }
-        let seen = store
-            .get_user(&t, &alice.id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no alice"))?;
-        store
-            .replace_seen_user(
-                &ctx(&t, "PATCH", "/Users/a"),
-                &seen,
-                user("alice", None, true),
-            )
-            .await?;
+        set_active(&store, &t, alice, true).await?;
         let back = last_event(&store, &t, &alice.id, EventKind::Reactivated).await?;
         assert!(reached(&store, &back).await?.is_empty());
         // Deleted: a member (whose memberships go in the same write) and a user in no group.
@@ -2123,17 +2124,7 @@ db_test!(
             .await?
             .0;
         // Deactivated through the one-statement path (PATCH, PUT) ...
-        let seen = store
-            .get_user(&t, &alice.id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("no alice"))?;
-        store
-            .replace_seen_user(
-                &ctx(&t, "PATCH", "/Users/x"),
-                &seen,
-                user("alice", None, false),
-            )
-            .await?;
+        set_active(&store, &t, &alice, false).await?;
         tokio::time::timeout(std::time::Duration::from_secs(5), listener.recv()).await??;
         // ... and deleted through the DELETE path.
         store
