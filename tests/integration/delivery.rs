@@ -291,7 +291,16 @@ db_test!(
             Some("HTTP 400: {\"error\":\"invalid_request\"}")
         );
         assert_eq!(store.queue_stats().await?.dead, 1);
+        // A re-drive wakes this process's worker and, on PostgreSQL, the other replicas'.
+        let wake = store.outbox_wake();
+        // The deactivation's wake-up, which nobody waited for, is taken first.
+        let _ = tokio::time::timeout(Duration::from_millis(10), wake.notified()).await;
+        let mut replicas = store.listen_outbox().await?;
         assert_eq!(store.redrive(None, Some(&d.delivery.id), "test").await?, 1);
+        tokio::time::timeout(Duration::from_secs(5), wake.notified()).await?;
+        if let Some(listener) = &mut replicas {
+            tokio::time::timeout(Duration::from_secs(5), listener.recv()).await??;
+        }
         drain(&w, 5).await?;
         let trail = event_trail(&store, &event_id).await?;
         assert_eq!(trail.deliveries[0].delivery.status, "delivered");
