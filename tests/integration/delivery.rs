@@ -467,6 +467,60 @@ db_test!(
 );
 
 db_test!(
+    the_next_due_time_is_what_can_be_claimed_now_a_retry_or_a_lease_end,
+    |store: Store, _url| async move {
+        let tenant = tenant_with_rp(&store, "http://127.0.0.1:9/unused").await?;
+        assert_eq!(store.next_due_at().await?, None, "nothing waits");
+        for user in ["ada", "bob", "cy"] {
+            deactivation(&store, &tenant, user).await?;
+        }
+        let now = now_millis();
+        assert!(
+            store
+                .next_due_at()
+                .await?
+                .is_some_and(|at| at <= now_millis())
+        );
+        assert_eq!(store.next_due_after(now).await?, None, "all due already");
+        // All three in flight: the next one claimable is at the end of their leases.
+        let claimed = store
+            .claim_due("A", 60_000, 10, 10, &HashMap::new())
+            .await?;
+        assert_eq!(claimed.len(), 3);
+        let next = store.next_due_at().await?.unwrap_or(0);
+        assert!(
+            next >= now_millis() + 50_000,
+            "next due in {} ms",
+            next - now_millis()
+        );
+        // One is to be tried again in 30 s: that is sooner, and it is what falls due later.
+        let retry_at = now_millis() + 30_000;
+        let attempt = outbox::AttemptRecord {
+            started_at: now_millis(),
+            latency_ms: 1,
+            http_status: Some(503),
+            error: None,
+            response_excerpt: None,
+        };
+        assert!(
+            store
+                .settle(
+                    &claimed[0].delivery.id,
+                    "A",
+                    attempt,
+                    outbox::Settle::Retry { at: retry_at },
+                    Some("HTTP 503".into()),
+                )
+                .await?
+        );
+        assert_eq!(store.next_due_at().await?, Some(retry_at));
+        assert_eq!(store.next_due_after(now_millis()).await?, Some(retry_at));
+        assert_eq!(store.next_due_after(retry_at).await?, None);
+        Ok(())
+    }
+);
+
+db_test!(
     concurrent_claimers_never_share_a_delivery,
     |store: Store, _url| async move {
         let tenant = tenant_with_rp(&store, "http://127.0.0.1:9/unused").await?;

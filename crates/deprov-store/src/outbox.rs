@@ -57,6 +57,10 @@ pub struct EnqueueEvent<'a> {
 /// Rows per multi-row INSERT: 15 columns each stays far below SQLite's bound-parameter limit.
 const INSERT_CHUNK: usize = 500;
 
+/// How many of the deliveries due already [`Store::next_due_at`] reads: more than the
+/// attempts all workers hold in flight.
+const DUE_HEAD_ROWS: i64 = 4096;
+
 /// A target's id and kind: what [`enqueue`] writes into a delivery.
 pub(crate) struct EnabledTarget {
     id: String,
@@ -596,17 +600,47 @@ impl Store {
     }
 
     /// The earliest time a waiting delivery becomes claimable (to sleep until then): its
-    /// next attempt time, or the end of the lease another worker holds on it.
+    /// next attempt time, or the end of the lease another worker holds on it. A time in the
+    /// past means something is claimable now.
+    ///
+    /// Bounded, however many deliveries wait: what falls due later is one seek in
+    /// `ix_deliveries_waiting`, and of what is due already only the oldest
+    /// [`DUE_HEAD_ROWS`] are read (those in flight, whose leases count, are the oldest;
+    /// past them, a row is claimable now whatever its lease). Reading every waiting row
+    /// instead cost a full scan of the outbox per wake-up: with 100,000 logouts queued for
+    /// one relying party, whose per-target limit kept the worker from filling its slots,
+    /// the drain fell to a few hundred a second.
     pub async fn next_due_at(&self) -> Result<Option<i64>, StoreError> {
-        let backend = self.reader().get_database_backend();
+        let now = now_millis();
+        let head = self
+            .min_time(due_head_sql(self.backend()), [now, DUE_HEAD_ROWS])
+            .await?;
+        let later = self.next_due_after(now).await?;
+        Ok(match (later, head) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// The earliest next attempt time after `now` of a waiting delivery (a retry, mostly):
+    /// one index seek. For a worker whose own attempts hold back what is due already (its
+    /// per-target limit): the end of one of them wakes it for that, a timer only for this.
+    pub async fn next_due_after(&self, now: i64) -> Result<Option<i64>, StoreError> {
+        self.min_time(due_after_sql(self.backend()), [now]).await
+    }
+
+    /// The time in column `next` of the one row `sql` returns.
+    async fn min_time<const N: usize>(
+        &self,
+        sql: String,
+        values: [i64; N],
+    ) -> Result<Option<i64>, StoreError> {
         let row = self
             .reader()
             .query_one_raw(Statement::from_sql_and_values(
-                backend,
-                "SELECT MIN(CASE WHEN lease_expires_at > next_attempt_at \
-                 THEN lease_expires_at ELSE next_attempt_at END) AS next \
-                 FROM deliveries WHERE status IN ('pending', 'retrying')",
-                [],
+                self.reader().get_database_backend(),
+                sql,
+                values.map(sea_orm::Value::from),
             ))
             .await?;
         Ok(match row {
@@ -838,6 +872,36 @@ impl Store {
     }
 }
 
+/// The waiting deliveries, read through `ix_deliveries_waiting` (SQLite is told the index:
+/// without statistics it would scan the table), and the placeholder style.
+fn waiting(backend: Backend) -> (&'static str, [&'static str; 2]) {
+    match backend {
+        Backend::Sqlite => ("deliveries INDEXED BY ix_deliveries_waiting", ["?1", "?2"]),
+        Backend::Postgres => ("deliveries", ["$1", "$2"]),
+    }
+}
+
+/// Of the deliveries due at `$1`, the oldest `$2`: when the first of them can be claimed
+/// (now, or when the lease on it ends).
+fn due_head_sql(backend: Backend) -> String {
+    let (from, [now, rows]) = waiting(backend);
+    format!(
+        "SELECT MIN(CASE WHEN lease_expires_at > next_attempt_at THEN lease_expires_at \
+         ELSE next_attempt_at END) AS next FROM (SELECT next_attempt_at, lease_expires_at \
+         FROM {from} WHERE status IN ('pending', 'retrying') AND next_attempt_at <= {now} \
+         ORDER BY next_attempt_at, id LIMIT {rows}) AS due"
+    )
+}
+
+/// The earliest next attempt time after `$1`.
+fn due_after_sql(backend: Backend) -> String {
+    let (from, [now, _]) = waiting(backend);
+    format!(
+        "SELECT MIN(next_attempt_at) AS next FROM {from} \
+         WHERE status IN ('pending', 'retrying') AND next_attempt_at > {now}"
+    )
+}
+
 /// The two statements of [`Store::settle_many`]: the attempts, then the statuses.
 fn settle_statements(
     backend: Backend,
@@ -1026,6 +1090,46 @@ mod tests {
                 "{plan:#?}"
             );
         }
+        Ok(())
+    }
+
+    /// The worker asks when the next delivery falls due after every claim. Reading every
+    /// waiting delivery for that (a scan of the outbox) capped a drain of 100,000 logouts
+    /// for relying parties at their per-target limit at a few hundred a second: each
+    /// question reads a bounded head of `ix_deliveries_waiting`, or seeks in it.
+    #[tokio::test]
+    async fn the_next_due_time_reads_a_bounded_part_of_the_waiting_index() -> Result<(), StoreError>
+    {
+        let dir = std::env::temp_dir().join(format!("deprov-due-plan-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::other(e.to_string()))?;
+        let store = Store::open(&DatabaseLocation::Sqlite(dir.join("d.db"))).await?;
+        for (sql, values) in [
+            (due_head_sql(Backend::Sqlite), vec![1_i64, DUE_HEAD_ROWS]),
+            (due_after_sql(Backend::Sqlite), vec![1_i64]),
+        ] {
+            let plan = store
+                .reader()
+                .query_all_raw(Statement::from_sql_and_values(
+                    sea_orm::DbBackend::Sqlite,
+                    format!("EXPLAIN QUERY PLAN {sql}"),
+                    values.into_iter().map(sea_orm::Value::from),
+                ))
+                .await?
+                .iter()
+                .map(|row| row.try_get::<String>("", "detail"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let reads: Vec<_> = plan.iter().filter(|s| s.contains("deliveries")).collect();
+            assert!(
+                !reads.is_empty()
+                    && reads.iter().all(|s| s.starts_with(
+                        "SEARCH deliveries USING INDEX ix_deliveries_waiting (next_attempt_at"
+                    )),
+                "{plan:?}"
+            );
+            assert!(!plan.iter().any(|s| s.contains("TEMP B-TREE")), "{plan:?}");
+        }
+        assert!(due_head_sql(Backend::Sqlite).contains("LIMIT ?2"));
+        let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
 
