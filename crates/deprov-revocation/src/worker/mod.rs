@@ -248,24 +248,41 @@ impl Worker {
         // retries with the timer, and a claim would find nothing (one empty write
         // transaction per attempt of a fan-out).
         let mut more_may_wait = true;
-        let mut claim = true;
+        // A claim is due: at start, on a wake-up, or when an attempt ended while more may wait.
+        let mut claim_asked = true;
+        // When the queue said the next delivery falls due. It is read once per claim and
+        // kept: attempts ending in between neither read it again nor push it back.
+        let mut due_at = tokio::time::Instant::now();
+        // Attempts that ended since the last claim, and how many make a claim worth it
+        // when the slots are held by per-target limits rather than all taken: a quarter of
+        // what is in flight, so that claims come in batches there too.
+        let (mut ended, mut refill) = (0usize, 1usize);
         tracing::info!(owner = %self.config.owner, "delivery worker started");
         loop {
             if cancel.is_cancelled() {
                 break;
             }
+            // Ended attempts free their slots here, not one per turn of the loop.
+            while tasks.try_join_next().is_some() {
+                ended += 1;
+            }
+            claim_asked |= more_may_wait && (ended >= refill || tasks.is_empty());
             let capacity = self.config.concurrency.saturating_sub(tasks.len());
-            let mut saturated = false;
-            let mut claimed_none = true;
             // Claim in batches: one claim per finished attempt would cost a write
             // transaction per delivery.
             let batch = (self.config.concurrency / 4).max(1);
             let room = capacity >= batch || (capacity > 0 && tasks.is_empty());
-            // A claim skipped as pointless: retries an attempt just scheduled are timed from
-            // the queue, not left to the poll interval.
-            let timer_from_queue = room && !claim;
-            if room && claim {
+            if room && (claim_asked || tokio::time::Instant::now() >= due_at) {
+                claim_asked = false;
+                ended = 0;
+                let began = now_millis();
                 let snapshot = in_flight.lock().map(|m| m.clone()).unwrap_or_default();
+                let mut saturated = false;
+                let mut claimed_none = true;
+                // What each target holds once this claim's attempts start: a target at its
+                // limit may have had more left behind (not the live counts, which fall as
+                // attempts end while the claim runs).
+                let mut held = snapshot.clone();
                 match self
                     .store
                     .claim_due(
@@ -283,6 +300,7 @@ impl Worker {
                         more_may_wait = saturated;
                         for c in claimed {
                             let target = c.delivery.target_id.clone();
+                            *held.entry(target.clone()).or_default() += 1;
                             if let Ok(mut m) = in_flight.lock() {
                                 *m.entry(target.clone()).or_default() += 1;
                             }
@@ -309,31 +327,40 @@ impl Worker {
                     }
                 }
                 let per_target = self.config.per_target;
-                more_may_wait |= in_flight
-                    .lock()
-                    .map_or(true, |m| m.values().any(|&n| n >= per_target));
+                more_may_wait |= held.values().any(|&n| n >= per_target);
+                refill = (tasks.len() / 4).clamp(1, batch);
+                let wait = if saturated {
+                    Duration::ZERO
+                } else {
+                    // What is due already but waits for a target at its limit is claimed
+                    // when one of our attempts ends; the timer is for what falls due after
+                    // this claim began (retries), or, with nothing held back, for the
+                    // earliest of everything waiting (leases of other workers included).
+                    let next = if more_may_wait && !tasks.is_empty() {
+                        self.store.next_due_after(began).await
+                    } else {
+                        self.store.next_due_at().await
+                    };
+                    match next {
+                        Ok(Some(at)) => Duration::from_millis(
+                            u64::try_from((at - now_millis()).max(0)).unwrap_or(0),
+                        )
+                        // Due now after a claim that found nothing: something this worker
+                        // cannot take yet; look again shortly rather than spin.
+                        .clamp(
+                            Duration::from_millis(if claimed_none { 10 } else { 1 }),
+                            self.config.idle_poll,
+                        ),
+                        _ => self.config.idle_poll,
+                    }
+                };
+                due_at = tokio::time::Instant::now() + wait;
             }
-            let sleep_for = if saturated {
-                Duration::ZERO
-            } else if claimed_none && !tasks.is_empty() && !timer_from_queue {
-                // What is due waits for a busy target: the end of one of our own attempts
-                // (or new work) wakes us, not a timer.
-                self.config.idle_poll
-            } else {
-                match self.store.next_due_at().await {
-                    Ok(Some(at)) => Duration::from_millis(
-                        u64::try_from((at - now_millis()).max(0)).unwrap_or(0),
-                    )
-                    .min(self.config.idle_poll),
-                    _ => self.config.idle_poll,
-                }
-            };
-            claim = true;
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = wake.notified() => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => claim = more_may_wait,
-                _ = tokio::time::sleep(sleep_for.max(Duration::from_millis(if saturated { 0 } else { 10 }))) => {}
+                _ = wake.notified() => claim_asked = true,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => ended += 1,
+                _ = tokio::time::sleep_until(due_at), if room => {}
             }
         }
         tracing::info!(in_flight = tasks.len(), "delivery worker stopping");
