@@ -9,7 +9,8 @@
 # Environment: BENCH_LAT_N (200), BENCH_MASS_USERS (10000), BENCH_ALGS (RS256,ES256),
 # BENCH_BACKLOG=1 (also drain a backlog committed with the worker off), BENCH_DRAIN_TIMEOUT
 # (600 s per drain, then it reports what arrived and extrapolates), BENCH_SECS (6, per
-# wrk measurement), BENCH_PORT (28080), BENCH_RECEIVER_PORT (28100..28109),
+# wrk measurement), BENCH_PORT (28080), BENCH_RECEIVERS (10, one relying party each),
+# BENCH_RECEIVER_PORT (28100..),
 # BENCH_RECEIVER_WORKERS (1), BENCH_DIR, BENCH_PROFILE (release; debug for a smoke test),
 # BENCH_PG_URL, DEPROV_DELIVERY__CONCURRENCY / DEPROV_DELIVERY__PER_TARGET (passed on).
 set -euo pipefail

@@ -52,7 +52,7 @@ from bench_lib import (
 
 PORT = int(os.environ.get("BENCH_PORT", "28080"))
 RECV_PORT = int(os.environ.get("BENCH_RECEIVER_PORT", "28100"))
-RECEIVERS = 10
+RECEIVERS = int(os.environ.get("BENCH_RECEIVERS", "10"))  # relying parties, one port each
 LAT_N = int(os.environ.get("BENCH_LAT_N", "200"))
 MASS_USERS = int(os.environ.get("BENCH_MASS_USERS", "10000"))
 ALGS = os.environ.get("BENCH_ALGS", "RS256,ES256").split(",")
@@ -353,7 +353,7 @@ def report(results: dict):
         out.append(f"| {s['alg']} logout tokens signed/s, {s['threads']} thread(s) | {s['per_sec']:.0f} | {s['load_before']} |")
     for p in results["post_rate"]:
         out.append(f"| plain POST to the receiver ({p['alg_body']}-sized body, {p['body_bytes']} B, c={p['c']}) | {p['rps']:.0f} (p99 {p['p99_us'] / 1000:.2f} ms; receiver {p['cpu'].get('receiver')} cores, wrk {p['cpu'].get('wrk')} cores) | {p['load_before']} |")
-    out.append("\n### (a) Latency, SCIM deactivation response → 200 of each of 10 receivers (idle service)")
+    out.append(f"\n### (a) Latency, SCIM deactivation response → 200 of each of {RECEIVERS} receivers (idle service)")
     out.append("| backend | alg | deactivations | samples | p50 ms | p99 ms | min ms | max ms | last of 10: p50 / p99 ms | from the request: p50 / p99 ms | target p50 ≤ 5, p99 ≤ 25 | load before |")
     out.append("|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|")
     for r in results["latency"]:
