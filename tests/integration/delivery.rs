@@ -88,13 +88,20 @@ fn fast_retries() -> RetryPolicy {
 }
 
 async fn worker(store: &Store, owner: &str) -> anyhow::Result<Worker> {
+    worker_with(
+        store,
+        WorkerConfig {
+            owner: owner.to_owned(),
+            retry: fast_retries(),
+            ..WorkerConfig::default()
+        },
+    )
+    .await
+}
+
+async fn worker_with(store: &Store, config: WorkerConfig) -> anyhow::Result<Worker> {
     let keys = Arc::new(KeyRing::load(store.clone(), KeyEncryptionKey::generate()?).await?);
     let client = OutboundClient::new(AddressPolicy::AllowInsecure, Duration::from_secs(2))?;
-    let config = WorkerConfig {
-        owner: owner.to_owned(),
-        retry: fast_retries(),
-        ..WorkerConfig::default()
-    };
     Ok(Worker::new(store.clone(), config).with_channel(
         KIND_BACKCHANNEL_LOGOUT,
         Arc::new(BackchannelLogout::new(
@@ -654,6 +661,75 @@ db_test!(
                 .all(|a| a.http_status.is_none() && a.error.is_some())
         );
         assert_eq!(received.lock().map(|r| r.len()).unwrap_or(0), 1);
+        Ok(())
+    }
+);
+
+db_test!(
+    a_backlog_of_a_slow_target_does_not_hold_up_another_target,
+    |store: Store, _url| async move {
+        // `slow` takes 6 s to answer (the client gives up after 2 s) and has 40 logouts
+        // due before `quick` has its first. One attempt at a time per target: the 40 fill
+        // every claim's window of candidates (4 per free slot), and `quick`'s logout,
+        // behind them in due order, must still go out at once.
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let slow_url = format!("http://{}/backchannel-logout", listener.local_addr()?);
+        let slow = HttpServer::new(|| {
+            App::new().route(
+                "/backchannel-logout",
+                web::post().to(|| async {
+                    tokio::time::sleep(Duration::from_secs(6)).await;
+                    HttpResponse::Ok().finish()
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let slow_handle = slow.handle();
+        tokio::spawn(slow);
+        let tenant = tenant_with_rp(&store, &slow_url).await?;
+        for i in 0..40 {
+            deactivation(&store, &tenant, &format!("u{i}")).await?;
+        }
+        let quick = Receiver::start(vec![(200, "")])?;
+        add_rp(&store, "quick", &quick.url).await?;
+        let w = Arc::new(
+            worker_with(
+                &store,
+                WorkerConfig {
+                    owner: "w1".into(),
+                    concurrency: 4,
+                    per_target: 1,
+                    retry: fast_retries(),
+                    ..WorkerConfig::default()
+                },
+            )
+            .await?,
+        );
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(w.clone().run(cancel.clone()));
+        // The slow target's first attempt is under way.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        let (_, n) = deactivation(&store, &tenant, "zed").await?;
+        assert_eq!(n, 2);
+        store.outbox_wake().notify_one();
+        while quick.count() < 1 && started.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = started.elapsed();
+        cancel.cancel();
+        running.await?;
+        let sent = quick.count();
+        quick.stop().await;
+        slow_handle.stop(false).await;
+        assert_eq!(sent, 1, "quick's logout never went out");
+        assert!(
+            took < Duration::from_secs(3),
+            "quick's logout went out after {took:?}, behind the slow target's backlog"
+        );
         Ok(())
     }
 );

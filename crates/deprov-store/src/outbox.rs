@@ -454,6 +454,7 @@ impl Store {
                 ))
             })
             .collect::<Result<_, sea_orm::DbErr>>()?;
+        let window_full = i64::try_from(candidates.len()).is_ok_and(|n| n == window);
         let mut taken: HashMap<String, usize> = in_flight.clone();
         let mut chosen = Vec::new();
         for (id, target_id) in candidates {
@@ -465,6 +466,11 @@ impl Store {
                 *n += 1;
                 chosen.push(id);
             }
+        }
+        if chosen.is_empty() && window_full {
+            // The oldest due deliveries all belong to targets at their limit (a slow target
+            // with a backlog): the work of the others waits behind them, past the window.
+            chosen = due_past_full_targets(&txn, now, limit, per_target, &mut taken).await?;
         }
         if chosen.is_empty() {
             // Nothing was written: no fsync to wait for.
@@ -872,6 +878,79 @@ impl Store {
     }
 }
 
+/// For [`Store::claim_due`] when the oldest due deliveries all belong to targets at their
+/// per-target limit: the oldest due deliveries of each other target, target by target through
+/// `ix_deliveries_waiting_target`, up to `limit` in all. Reading past the backlog in due
+/// order instead would cost a read of all of it per claim.
+async fn due_past_full_targets(
+    txn: &crate::WriteTxn,
+    now: i64,
+    limit: usize,
+    per_target: usize,
+    taken: &mut HashMap<String, usize>,
+) -> Result<Vec<String>, StoreError> {
+    let backend = txn.get_database_backend();
+    let sql = due_of_target_sql(match backend {
+        sea_orm::DbBackend::Postgres => Backend::Postgres,
+        _ => Backend::Sqlite,
+    });
+    let targets = txn
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT id FROM targets ORDER BY id",
+        ))
+        .await?;
+    let mut chosen = Vec::new();
+    for row in &targets {
+        let target: String = row.try_get("", "id")?;
+        let room = per_target
+            .saturating_sub(taken.get(&target).copied().unwrap_or(0))
+            .min(limit.saturating_sub(chosen.len()));
+        if room == 0 {
+            continue;
+        }
+        let due = txn
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                &sql,
+                [
+                    target.clone().into(),
+                    now.into(),
+                    i64::try_from(room).unwrap_or(i64::MAX).into(),
+                ],
+            ))
+            .await?;
+        *taken.entry(target).or_default() += due.len();
+        for d in &due {
+            chosen.push(d.try_get::<String>("", "id")?);
+        }
+        if chosen.len() >= limit {
+            break;
+        }
+    }
+    Ok(chosen)
+}
+
+/// The oldest `$3` deliveries of target `$1` claimable at `$2`.
+fn due_of_target_sql(backend: Backend) -> String {
+    let (from, lock) = match backend {
+        Backend::Sqlite => ("deliveries INDEXED BY ix_deliveries_waiting_target", ""),
+        Backend::Postgres => ("deliveries", " FOR UPDATE SKIP LOCKED"),
+    };
+    let p = |n: usize| match backend {
+        Backend::Sqlite => format!("?{n}"),
+        Backend::Postgres => format!("${n}"),
+    };
+    format!(
+        "SELECT id FROM {from} WHERE target_id = {t} AND status IN ('pending', 'retrying') \
+         AND next_attempt_at <= {now} AND (lease_expires_at IS NULL OR lease_expires_at < {now}) \
+         ORDER BY next_attempt_at, id LIMIT {n}{lock}",
+        t = p(1),
+        now = p(2),
+        n = p(3),
+    )
+}
+
 /// The waiting deliveries, read through `ix_deliveries_waiting` (SQLite is told the index:
 /// without statistics it would scan the table), and the placeholder style.
 fn waiting(backend: Backend) -> (&'static str, [&'static str; 2]) {
@@ -1096,23 +1175,36 @@ mod tests {
     /// The worker asks when the next delivery falls due after every claim. Reading every
     /// waiting delivery for that (a scan of the outbox) capped a drain of 100,000 logouts
     /// for relying parties at their per-target limit at a few hundred a second: each
-    /// question reads a bounded head of `ix_deliveries_waiting`, or seeks in it.
+    /// question reads a bounded head of `ix_deliveries_waiting`, or seeks in it. So does a
+    /// claim reaching past a slow target's backlog, in `ix_deliveries_waiting_target`.
     #[tokio::test]
-    async fn the_next_due_time_reads_a_bounded_part_of_the_waiting_index() -> Result<(), StoreError>
-    {
+    async fn the_worker_reads_bounded_parts_of_the_waiting_indexes() -> Result<(), StoreError> {
         let dir = std::env::temp_dir().join(format!("deprov-due-plan-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::other(e.to_string()))?;
         let store = Store::open(&DatabaseLocation::Sqlite(dir.join("d.db"))).await?;
-        for (sql, values) in [
-            (due_head_sql(Backend::Sqlite), vec![1_i64, DUE_HEAD_ROWS]),
-            (due_after_sql(Backend::Sqlite), vec![1_i64]),
+        for (sql, values, index) in [
+            (
+                due_head_sql(Backend::Sqlite),
+                vec![sea_orm::Value::from(1_i64), DUE_HEAD_ROWS.into()],
+                "ix_deliveries_waiting (next_attempt_at",
+            ),
+            (
+                due_after_sql(Backend::Sqlite),
+                vec![1_i64.into()],
+                "ix_deliveries_waiting (next_attempt_at",
+            ),
+            (
+                due_of_target_sql(Backend::Sqlite),
+                vec!["t".into(), 1_i64.into(), 8_i64.into()],
+                "ix_deliveries_waiting_target (target_id=? AND next_attempt_at",
+            ),
         ] {
             let plan = store
                 .reader()
                 .query_all_raw(Statement::from_sql_and_values(
                     sea_orm::DbBackend::Sqlite,
                     format!("EXPLAIN QUERY PLAN {sql}"),
-                    values.into_iter().map(sea_orm::Value::from),
+                    values,
                 ))
                 .await?
                 .iter()
@@ -1121,9 +1213,9 @@ mod tests {
             let reads: Vec<_> = plan.iter().filter(|s| s.contains("deliveries")).collect();
             assert!(
                 !reads.is_empty()
-                    && reads.iter().all(|s| s.starts_with(
-                        "SEARCH deliveries USING INDEX ix_deliveries_waiting (next_attempt_at"
-                    )),
+                    && reads
+                        .iter()
+                        .all(|s| s.starts_with(&format!("SEARCH deliveries USING INDEX {index}"))),
                 "{plan:?}"
             );
             assert!(!plan.iter().any(|s| s.contains("TEMP B-TREE")), "{plan:?}");

@@ -9,6 +9,7 @@ mod m20261202_000001_console_sessions;
 mod m20261202_000100_op_targets;
 mod m20261202_000200_assertion_jtis;
 mod m20261202_000300_wide_integers;
+mod m20261206_000001_waiting_by_target;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000100_op_targets::Migration),
             Box::new(m20261202_000200_assertion_jtis::Migration),
             Box::new(m20261202_000300_wide_integers::Migration),
+            Box::new(m20261206_000001_waiting_by_target::Migration),
         ]
     }
 }
