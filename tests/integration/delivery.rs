@@ -112,6 +112,28 @@ async fn worker_with(store: &Store, config: WorkerConfig) -> anyhow::Result<Work
     ))
 }
 
+/// A back-channel logout endpoint that answers 200 after `delay`; its URL and handle.
+fn slow_receiver(delay: Duration) -> anyhow::Result<(String, actix_web::dev::ServerHandle)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}/backchannel-logout", listener.local_addr()?);
+    let server = HttpServer::new(move || {
+        App::new().route(
+            "/backchannel-logout",
+            web::post().to(move || async move {
+                tokio::time::sleep(delay).await;
+                HttpResponse::Ok().finish()
+            }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok((url, handle))
+}
+
 async fn tenant_with_rp(store: &Store, uri: &str) -> anyhow::Result<String> {
     let created = store
         .create_tenant(&TenantName::parse("acme")?, "test")
@@ -672,23 +694,7 @@ db_test!(
         // due before `quick` has its first. One attempt at a time per target: the 40 fill
         // every claim's window of candidates (4 per free slot), and `quick`'s logout,
         // behind them in due order, must still go out at once.
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let slow_url = format!("http://{}/backchannel-logout", listener.local_addr()?);
-        let slow = HttpServer::new(|| {
-            App::new().route(
-                "/backchannel-logout",
-                web::post().to(|| async {
-                    tokio::time::sleep(Duration::from_secs(6)).await;
-                    HttpResponse::Ok().finish()
-                }),
-            )
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)?
-        .run();
-        let slow_handle = slow.handle();
-        tokio::spawn(slow);
+        let (slow_url, slow_handle) = slow_receiver(Duration::from_secs(6))?;
         let tenant = tenant_with_rp(&store, &slow_url).await?;
         for i in 0..40 {
             deactivation(&store, &tenant, &format!("u{i}")).await?;
@@ -742,23 +748,7 @@ db_test!(
         // the worker next has nothing in flight or its 5 s poll comes round.
         let quick = Receiver::start(vec![(503, "busy"), (200, "")])?;
         let tenant = tenant_with_rp(&store, &quick.url).await?;
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let slow_url = format!("http://{}/backchannel-logout", listener.local_addr()?);
-        let slow = HttpServer::new(|| {
-            App::new().route(
-                "/backchannel-logout",
-                web::post().to(|| async {
-                    tokio::time::sleep(Duration::from_secs(6)).await;
-                    HttpResponse::Ok().finish()
-                }),
-            )
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)?
-        .run();
-        let slow_handle = slow.handle();
-        tokio::spawn(slow);
+        let (slow_url, slow_handle) = slow_receiver(Duration::from_secs(6))?;
         add_rp(&store, "slow", &slow_url).await?;
         let w = Arc::new(worker(&store, "w1").await?);
         let cancel = tokio_util::sync::CancellationToken::new();
