@@ -168,6 +168,15 @@ impl Conn {
         })
     }
 
+    /// Runs `f` on the connection itself, for statements bound and read by position
+    /// (the outbox's hot path, `outbox/sqlite.rs`).
+    pub(crate) fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, DbErr>,
+    ) -> Result<T, DbErr> {
+        self.with(|inner| f(&inner.conn))
+    }
+
     /// Whether no transaction is open (SQLite rolls back by itself after some errors).
     pub(crate) fn in_autocommit(&self) -> bool {
         self.with(|inner| Ok(inner.conn.is_autocommit()))
@@ -398,11 +407,11 @@ fn conn_err(e: rusqlite::Error) -> DbErr {
     DbErr::Conn(RuntimeErr::Internal(e.to_string()))
 }
 
-fn exec_err(e: rusqlite::Error) -> DbErr {
+pub(crate) fn exec_err(e: rusqlite::Error) -> DbErr {
     DbErr::Exec(runtime_err(e))
 }
 
-fn query_err(e: rusqlite::Error) -> DbErr {
+pub(crate) fn query_err(e: rusqlite::Error) -> DbErr {
     DbErr::Query(runtime_err(e))
 }
 

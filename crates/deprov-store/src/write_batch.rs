@@ -329,6 +329,14 @@ impl WriteTxn {
         Self(Inner::Plain(txn))
     }
 
+    /// SQLite: the write connection, inside this write's savepoint. `None` on PostgreSQL.
+    pub(crate) fn sqlite(&self) -> Option<Result<&Conn, DbErr>> {
+        match &self.0 {
+            Inner::Plain(_) => None,
+            Inner::Batched(b) => Some(b.conn()),
+        }
+    }
+
     /// Commits: releases the savepoint and waits until the batch is committed and on disk
     /// (SQLite), or commits the transaction (PostgreSQL).
     pub(crate) async fn commit(self) -> Result<(), StoreError> {

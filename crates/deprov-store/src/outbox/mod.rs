@@ -34,6 +34,8 @@ use crate::entity::{delivery, delivery_attempt, event, group, group_member, targ
 use crate::scim::sql::Sql;
 use crate::{Backend, Store, StoreError, now_millis};
 
+mod sqlite;
+
 pub const PENDING: &str = "pending";
 pub const RETRYING: &str = "retrying";
 pub const DELIVERED: &str = "delivered";
@@ -316,8 +318,8 @@ const CLAIM_BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit TO OFF; \
      SET LOCAL enable_sort TO OFF; SET LOCAL enable_bitmapscan TO OFF";
 
 /// PostgreSQL: leases the deliveries `ids` to `owner` until `until` and returns them with
-/// their events and targets, in one statement (the `UPDATE … RETURNING` joined to both),
-/// oldest due first. Each event and target is decoded once, and shared by its deliveries.
+/// their events and targets, in one statement (the `UPDATE … RETURNING` joined to both).
+/// Each event and target is decoded once, and shared by its deliveries.
 async fn lease_and_read(
     txn: &crate::WriteTxn,
     owner: &str,
@@ -380,11 +382,6 @@ async fn lease_and_read(
             target,
         });
     }
-    // Ordered here, not by SQL: sorting is off for this transaction.
-    claimed.sort_by(|a, b| {
-        (a.delivery.next_attempt_at, &a.delivery.id)
-            .cmp(&(b.delivery.next_attempt_at, &b.delivery.id))
-    });
     Ok(claimed)
 }
 
@@ -420,40 +417,32 @@ impl Store {
         // (CLAIM_BEGIN).
         // Oldest due first, read from the partial index ix_deliveries_waiting so that a claim
         // reads a few index rows and stops, however many deliveries wait. The statuses are
-        // literals: only then can a planner match the index's WHERE. SQLite is told the
-        // index (without statistics it would sort every waiting row instead); PostgreSQL
-        // skips rows another replica has locked.
+        // literals: only then can a planner match the index's WHERE. PostgreSQL skips rows
+        // another replica has locked; SQLite's form is `sqlite::CANDIDATES`.
         let window = i64::try_from(limit.saturating_mul(4)).unwrap_or(i64::MAX);
-        let sql = match self.backend() {
-            Backend::Sqlite => {
-                "SELECT id, target_id FROM deliveries INDEXED BY ix_deliveries_waiting \
-                 WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?1 \
-                 AND (lease_expires_at IS NULL OR lease_expires_at < ?1) \
-                 ORDER BY next_attempt_at, id LIMIT ?2"
-            }
-            Backend::Postgres => {
-                "SELECT id, target_id FROM deliveries \
-                 WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $1 \
-                 AND (lease_expires_at IS NULL OR lease_expires_at < $1) \
-                 ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED"
+        let candidates: Vec<(String, String)> = match txn.sqlite() {
+            Some(conn) => conn?.with_connection(|c| sqlite::candidates(c, now, window))?,
+            None => {
+                let rows = txn
+                    .query_all_raw(Statement::from_sql_and_values(
+                        txn.get_database_backend(),
+                        "SELECT id, target_id FROM deliveries \
+                         WHERE status IN ('pending', 'retrying') AND next_attempt_at <= $1 \
+                         AND (lease_expires_at IS NULL OR lease_expires_at < $1) \
+                         ORDER BY next_attempt_at, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                        [now.into(), window.into()],
+                    ))
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get::<String>("", "id")?,
+                            r.try_get::<String>("", "target_id")?,
+                        ))
+                    })
+                    .collect::<Result<_, sea_orm::DbErr>>()?
             }
         };
-        let rows = txn
-            .query_all_raw(Statement::from_sql_and_values(
-                txn.get_database_backend(),
-                sql,
-                [now.into(), window.into()],
-            ))
-            .await?;
-        let candidates: Vec<(String, String)> = rows
-            .iter()
-            .map(|r| {
-                Ok((
-                    r.try_get::<String>("", "id")?,
-                    r.try_get::<String>("", "target_id")?,
-                ))
-            })
-            .collect::<Result<_, sea_orm::DbErr>>()?;
         let window_full = i64::try_from(candidates.len()).is_ok_and(|n| n == window);
         let mut taken: HashMap<String, usize> = in_flight.clone();
         let mut chosen = Vec::new();
@@ -477,60 +466,20 @@ impl Store {
             txn.commit_unsynced().await?;
             return Ok(Vec::new());
         }
-        if self.backend() == Backend::Postgres {
-            let claimed = lease_and_read(&txn, owner, now, now + lease_ms, chosen).await?;
-            txn.commit_unsynced().await?;
-            return Ok(claimed);
-        }
-        let lease = delivery::Entity::update_many()
-            .col_expr(delivery::Column::LeaseOwner, Expr::value(owner))
-            .col_expr(
-                delivery::Column::LeaseExpiresAt,
-                Expr::value(now + lease_ms),
-            )
-            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
-            .filter(delivery::Column::Id.is_in(chosen.clone()));
-        lease.exec(&txn).await?;
-        let mut deliveries = delivery::Entity::find()
-            .filter(delivery::Column::Id.is_in(chosen))
-            .all(&txn)
-            .await?;
-        // Oldest due first.
-        deliveries.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
-        let event_ids: Vec<String> = deliveries.iter().map(|d| d.event_id.clone()).collect();
-        let target_ids: Vec<String> = deliveries.iter().map(|d| d.target_id.clone()).collect();
-        let events: HashMap<String, Arc<event::Model>> = event::Entity::find()
-            .filter(event::Column::Id.is_in(event_ids))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|e| (e.id.clone(), Arc::new(e)))
-            .collect();
-        let targets: HashMap<String, Arc<target::Model>> = target::Entity::find()
-            .filter(target::Column::Id.is_in(target_ids))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(|t| (t.id.clone(), Arc::new(t)))
-            .collect();
+        let until = now + lease_ms;
+        let mut claimed = match txn.sqlite() {
+            Some(conn) => {
+                conn?.with_connection(|c| sqlite::lease_and_read(c, owner, now, until, &chosen))?
+            }
+            None => lease_and_read(&txn, owner, now, until, chosen).await?,
+        };
         txn.commit_unsynced().await?;
-        deliveries
-            .into_iter()
-            .map(|d| {
-                let event = events.get(&d.event_id).cloned().ok_or_else(|| {
-                    StoreError::NotFound(format!(
-                        "event {} of delivery {} is missing",
-                        d.event_id, d.id
-                    ))
-                })?;
-                let target = targets.get(&d.target_id).cloned();
-                Ok(Claimed {
-                    delivery: d,
-                    event,
-                    target,
-                })
-            })
-            .collect()
+        // Oldest due first (what the fallback chose comes target by target).
+        claimed.sort_by(|a, b| {
+            (a.delivery.next_attempt_at, &a.delivery.id)
+                .cmp(&(b.delivery.next_attempt_at, &b.delivery.id))
+        });
+        Ok(claimed)
     }
 
     /// Records an attempt and settles the delivery, if `owner` still holds its lease.
@@ -571,8 +520,14 @@ impl Store {
         if settles.is_empty() {
             return Ok(Vec::new());
         }
-        let (insert, update) = settle_statements(self.backend(), owner, now_millis(), settles);
+        let now = now_millis();
         let txn = self.begin_write().await?;
+        if let Some(conn) = txn.sqlite() {
+            let held = conn?.with_connection(|c| sqlite::settle(c, owner, now, settles))?;
+            self.commit(txn).await?;
+            return Ok(held);
+        }
+        let (insert, update) = settle_statements(owner, now, settles);
         txn.execute_raw(insert).await?;
         let settled = txn.query_all_raw(update).await?;
         self.commit(txn).await?;
@@ -981,13 +936,10 @@ fn due_after_sql(backend: Backend) -> String {
     )
 }
 
-/// The two statements of [`Store::settle_many`]: the attempts, then the statuses.
-fn settle_statements(
-    backend: Backend,
-    owner: &str,
-    now: i64,
-    settles: &[SettleRequest],
-) -> (Statement, Statement) {
+/// The two statements of [`Store::settle_many`] on PostgreSQL: the attempts, then the
+/// statuses, each one statement for the whole batch (one round trip each). SQLite's are
+/// per row (`sqlite::settle`).
+fn settle_statements(owner: &str, now: i64, settles: &[SettleRequest]) -> (Statement, Statement) {
     let rows: Vec<serde_json::Value> = settles
         .iter()
         .map(|s| {
@@ -1026,7 +978,7 @@ fn settle_statements(
     ];
 
     // The attempts first, numbered from the deliveries' counts before this settle.
-    let mut insert = Sql::new(backend);
+    let mut insert = Sql::new(Backend::Postgres);
     let (from, c) = insert.bind_rows(rows.clone(), &columns);
     let by_id = id_list(&mut insert, "d", settles);
     insert.push(&format!(
@@ -1037,13 +989,12 @@ fn settle_statements(
         c[1], c[2], c[3], c[4], c[5], c[6], c[0]
     ));
 
-    // Then the statuses, fenced by the lease. Left to themselves, both planners answer this
-    // by walking every waiting delivery through `ix_deliveries_due` and matching the batch
-    // against each: SQLite always (it has no statistics), PostgreSQL while autovacuum has not
-    // yet analyzed an outbox that just filled. With 100,000 logouts queued that is millions
-    // of rows per settle. `status || ''` is not a column any index answers; SQLite then
-    // reads the batch and looks each row up by id.
-    let mut update = Sql::new(backend);
+    // Then the statuses, fenced by the lease. Left to itself, PostgreSQL answers this, while
+    // autovacuum has not yet analyzed an outbox that just filled, by walking every waiting
+    // delivery through `ix_deliveries_due` and matching the batch against each: with
+    // 100,000 logouts queued that is millions of rows per settle. `status || ''` is not a
+    // column any index answers, and the ids are listed (`id_list`).
+    let mut update = Sql::new(Backend::Postgres);
     let (from, c) = update.bind_rows(rows, &columns);
     let owner_p = update.bind(owner.to_owned());
     let now_p = update.bind(now);
@@ -1066,14 +1017,10 @@ fn settle_statements(
     (insert.build(), update.build())
 }
 
-/// On PostgreSQL, `AND {table}.id IN (…)` with the batch's ids: a list of values it answers
-/// from the primary key, whatever its statistics say. Without it, an outbox not yet analyzed
-/// looks small enough to scan whole and hash against the batch, for every settle. Empty on
-/// SQLite, which would scan the batch once per id instead.
+/// `AND {table}.id IN (…)` with the batch's ids: a list of values PostgreSQL answers from
+/// the primary key, whatever its statistics say. Without it, an outbox not yet analyzed
+/// looks small enough to scan whole and hash against the batch, for every settle.
 fn id_list(sql: &mut Sql, table: &str, settles: &[SettleRequest]) -> String {
-    if !sql.is_postgres() {
-        return String::new();
-    }
     let ids = settles
         .iter()
         .map(|s| sql.bind(s.delivery_id.clone()))
@@ -1137,8 +1084,7 @@ mod tests {
             ))
             .await?;
             let mut plans = Vec::new();
-            let (insert, update) =
-                settle_statements(Backend::Postgres, "w", 2, &[settle("d-1"), settle("d-2")]);
+            let (insert, update) = settle_statements("w", 2, &[settle("d-1"), settle("d-2")]);
             for statement in [insert, update] {
                 let plan = txn
                     .query_all_raw(Statement::from_sql_and_values(
@@ -1225,44 +1171,46 @@ mod tests {
         Ok(())
     }
 
-    /// SQLite's planner, left alone, answers the settle `UPDATE … FROM json_each(…)` by
-    /// walking every waiting delivery (`ix_deliveries_due`) and the whole batch for each:
-    /// with 100,000 logouts queued, one settle read millions of rows and the single writer
-    /// capped the drain near 1,000/s. The batch must come first, each of its rows found by id.
+    /// The worker's statements on SQLite (`sqlite.rs`) each find their rows through an index:
+    /// the claim's candidates in due order through `ix_deliveries_waiting`, every other one
+    /// a delivery by id. Once, SQLite's planner answered a settle by walking every waiting
+    /// delivery for each row of the batch (a drain near 1,000/s with 100,000 queued).
     #[tokio::test]
-    async fn settling_looks_each_delivery_up_by_id_on_sqlite() -> Result<(), StoreError> {
+    async fn the_worker_finds_each_delivery_through_an_index_on_sqlite() -> Result<(), StoreError> {
         let dir = std::env::temp_dir().join(format!("deprov-settle-plan-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::other(e.to_string()))?;
         let store = Store::open(&DatabaseLocation::Sqlite(dir.join("d.db"))).await?;
-        for batch in [vec![settle("d-1")], vec![settle("d-1"), settle("d-2")]] {
-            let (_, update) = settle_statements(Backend::Sqlite, "w", 2, &batch);
+        let by_id = "deliveries USING INDEX sqlite_autoindex_deliveries_1 (id=?)";
+        for (sql, index) in [
+            (
+                sqlite::CANDIDATES.to_owned(),
+                "deliveries USING INDEX ix_deliveries_waiting (next_attempt_at<?)",
+            ),
+            (sqlite::lease_sql(), by_id),
+            (sqlite::RECORD_ATTEMPT.to_owned(), by_id),
+            (sqlite::settle_sql(), by_id),
+        ] {
             let plan = store
                 .reader()
                 .query_all_raw(Statement::from_sql_and_values(
-                    update.db_backend,
-                    format!("EXPLAIN QUERY PLAN {}", update.sql),
-                    update.values.map(|v| v.0).unwrap_or_default(),
+                    sea_orm::DbBackend::Sqlite,
+                    format!("EXPLAIN QUERY PLAN {sql}"),
+                    // Seven parameters at most; their values do not change the plan.
+                    (1..=7).map(|n: i64| sea_orm::Value::from(n)),
                 ))
                 .await?
                 .iter()
                 .map(|row| row.try_get::<String>("", "detail"))
                 .collect::<Result<Vec<_>, _>>()?;
-            // The batch is read first (a one-row batch is a constant row), then each of
-            // its deliveries by id; no index over the waiting deliveries is walked.
             assert!(
-                plan.iter()
-                    .take_while(|step| !step.contains("deliveries"))
-                    .any(|step| step.starts_with("SCAN x")),
-                "{plan:?}"
+                plan.iter().any(|step| step == &format!("SEARCH {index}")),
+                "{sql}: {plan:?}"
             );
             assert!(
-                !plan.iter().any(|step| step.contains("ix_deliveries")),
-                "{plan:?}"
-            );
-            assert!(
-                plan.iter().any(|step| step
-                    .contains("deliveries USING INDEX sqlite_autoindex_deliveries_1 (id=?)")),
-                "{plan:?}"
+                !plan
+                    .iter()
+                    .any(|step| step.starts_with("SCAN") || step.contains("TEMP B-TREE")),
+                "{sql}: {plan:?}"
             );
         }
         let _ = std::fs::remove_dir_all(&dir);
