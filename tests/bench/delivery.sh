@@ -6,7 +6,8 @@
 #
 #   tests/bench/delivery.sh [sqlite|postgres|both]
 #
-# Environment: BENCH_LAT_N (200), BENCH_MASS_USERS (10000), BENCH_ALGS (RS256,ES256),
+# Environment: BENCH_LAT_N (200; 0 skips the latency runs), BENCH_MASS_USERS (10000; 0 skips
+# the drains), BENCH_ALGS (RS256,ES256),
 # BENCH_BACKLOG=1 (also drain a backlog committed with the worker off), BENCH_DRAIN_TIMEOUT
 # (600 s per drain, then it reports what arrived and extrapolates), BENCH_SECS (6, per
 # wrk measurement), BENCH_PORT (28080), BENCH_RECEIVERS (10, one relying party each),

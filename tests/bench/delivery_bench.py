@@ -394,7 +394,7 @@ def run(backends: list[str]):
             for alg in ALGS if LAT_N > 0 else []:
                 with step(f"{backend}: latency {alg}"):
                     latency(backend, root, recv, results, alg)
-            for alg in ALGS:
+            for alg in ALGS if MASS_USERS > 0 else []:
                 mass(backend, root, recv, results, alg, backlog=False)
                 if BACKLOG:
                     mass(backend, root, recv, results, alg, backlog=True)
