@@ -10,6 +10,7 @@ mod m20261202_000100_op_targets;
 mod m20261202_000200_assertion_jtis;
 mod m20261202_000300_wide_integers;
 mod m20261206_000001_waiting_by_target;
+mod m20261206_000002_room_for_leases;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000200_assertion_jtis::Migration),
             Box::new(m20261202_000300_wide_integers::Migration),
             Box::new(m20261206_000001_waiting_by_target::Migration),
+            Box::new(m20261206_000002_room_for_leases::Migration),
         ]
     }
 }

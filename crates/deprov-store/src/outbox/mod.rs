@@ -1256,6 +1256,59 @@ mod tests {
         Ok(())
     }
 
+    /// A lease touches no indexed column, and the pages of `deliveries` keep room for it
+    /// (migration m20261206_000002): PostgreSQL writes the leased row into its own page as a
+    /// heap-only tuple instead of a new tuple elsewhere with an entry in each of six indexes.
+    #[tokio::test]
+    async fn a_lease_stays_in_its_page_on_postgres() -> anyhow::Result<()> {
+        let Some(db) = crate::testing::TestDb::new(crate::testing::Backend::Postgres).await? else {
+            return Ok(());
+        };
+        let store = db.open().await?;
+        let moved = async {
+            let txn = store.begin_write_with(CLAIM_BEGIN).await?;
+            fill_after_analyze(&txn).await?;
+            // A claim's worth, spread over the outbox's pages as due work is.
+            let ids: Vec<String> = (1..=64).map(|i| format!("d-{}", i * 300)).collect();
+            let pages = |ids: &[String]| {
+                let list = ids
+                    .iter()
+                    .map(|id| format!("'{id}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    format!(
+                        "SELECT id, (ctid::text::point)[0]::bigint AS page FROM deliveries \
+                         WHERE id IN ({list}) ORDER BY id"
+                    ),
+                )
+            };
+            let read = |rows: Vec<QueryResult>| {
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get::<String>("", "id")?,
+                            r.try_get::<i64>("", "page")?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, sea_orm::DbErr>>()
+            };
+            let before = read(txn.query_all_raw(pages(&ids)).await?)?;
+            txn.query_all_raw(lease_statement("w", 1, 2, ids.clone()))
+                .await?;
+            let after = read(txn.query_all_raw(pages(&ids)).await?)?;
+            Ok::<_, StoreError>((before, after))
+        }
+        .await;
+        store.close().await?;
+        db.drop_async().await?;
+        let (before, after) = moved?;
+        assert_eq!(before.len(), 64);
+        assert_eq!(before, after, "leased rows moved to other pages");
+        Ok(())
+    }
+
     /// The worker's statements on SQLite (`sqlite.rs`) each find their rows through an index:
     /// the claim's candidates in due order through `ix_deliveries_waiting`, every other one
     /// a delivery by id. Once, SQLite's planner answered a settle by walking every waiting
