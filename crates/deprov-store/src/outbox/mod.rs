@@ -1075,6 +1075,48 @@ mod tests {
         }
     }
 
+    /// PostgreSQL's plan of `statement` in `txn`, a line per step.
+    async fn postgres_plan(
+        txn: &crate::WriteTxn,
+        statement: Statement,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(txn
+            .query_all_raw(Statement::from_sql_and_values(
+                statement.db_backend,
+                format!("EXPLAIN {}", statement.sql),
+                statement.values.map(|v| v.0).unwrap_or_default(),
+            ))
+            .await?
+            .iter()
+            .map(|row| row.try_get::<String>("", "QUERY PLAN"))
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// SQLite's plan of `sql` with `values`, a line per step.
+    async fn sqlite_plan(
+        store: &Store,
+        sql: &str,
+        values: impl IntoIterator<Item = sea_orm::Value>,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(store
+            .reader()
+            .query_all_raw(Statement::from_sql_and_values(
+                sea_orm::DbBackend::Sqlite,
+                format!("EXPLAIN QUERY PLAN {sql}"),
+                values,
+            ))
+            .await?
+            .iter()
+            .map(|row| row.try_get::<String>("", "detail"))
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// The ids of a claim's worth of deliveries of [`fill_after_analyze`], spread over the
+    /// outbox's pages as due work is.
+    fn spread_ids() -> Vec<String> {
+        (1..=64).map(|i| format!("d-{}", i * 300)).collect()
+    }
+
     /// PostgreSQL, before autovacuum has analyzed an outbox that just filled, planned the
     /// settle `UPDATE … FROM jsonb_to_recordset(…)` as a scan of every waiting delivery
     /// through `ix_deliveries_due`, matched against the whole batch: with 100,000 logouts
@@ -1094,17 +1136,7 @@ mod tests {
             let batch: Vec<_> = (1..=256).map(|i| settle(&format!("d-{i}"))).collect();
             let (insert, update) = settle_statements("w", 2, &batch);
             for statement in [insert, update] {
-                let plan = txn
-                    .query_all_raw(Statement::from_sql_and_values(
-                        statement.db_backend,
-                        format!("EXPLAIN {}", statement.sql),
-                        statement.values.map(|v| v.0).unwrap_or_default(),
-                    ))
-                    .await?
-                    .iter()
-                    .map(|row| row.try_get::<String>("", "QUERY PLAN"))
-                    .collect::<Result<Vec<_>, _>>()?;
-                plans.push(plan);
+                plans.push(postgres_plan(&txn, statement).await?);
             }
             Ok::<_, StoreError>(plans)
         }
@@ -1153,17 +1185,7 @@ mod tests {
                 "ix_deliveries_waiting_target (target_id=? AND next_attempt_at",
             ),
         ] {
-            let plan = store
-                .reader()
-                .query_all_raw(Statement::from_sql_and_values(
-                    sea_orm::DbBackend::Sqlite,
-                    format!("EXPLAIN QUERY PLAN {sql}"),
-                    values,
-                ))
-                .await?
-                .iter()
-                .map(|row| row.try_get::<String>("", "detail"))
-                .collect::<Result<Vec<_>, _>>()?;
+            let plan = sqlite_plan(&store, &sql, values).await?;
             let reads: Vec<_> = plan.iter().filter(|s| s.contains("deliveries")).collect();
             assert!(
                 !reads.is_empty()
@@ -1216,19 +1238,7 @@ mod tests {
         let plan = async {
             let txn = store.begin_write_with(CLAIM_BEGIN).await?;
             fill_after_analyze(&txn).await?;
-            let ids = (1..=64).map(|i| format!("d-{}", i * 300)).collect();
-            let lease = lease_statement("w", 1, 2, ids);
-            let plan = txn
-                .query_all_raw(Statement::from_sql_and_values(
-                    lease.db_backend,
-                    format!("EXPLAIN {}", lease.sql),
-                    lease.values.map(|v| v.0).unwrap_or_default(),
-                ))
-                .await?
-                .iter()
-                .map(|row| row.try_get::<String>("", "QUERY PLAN"))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, StoreError>(plan)
+            postgres_plan(&txn, lease_statement("w", 1, 2, spread_ids())).await
         }
         .await;
         store.close().await?;
@@ -1268,8 +1278,7 @@ mod tests {
         let moved = async {
             let txn = store.begin_write_with(CLAIM_BEGIN).await?;
             fill_after_analyze(&txn).await?;
-            // A claim's worth, spread over the outbox's pages as due work is.
-            let ids: Vec<String> = (1..=64).map(|i| format!("d-{}", i * 300)).collect();
+            let ids = spread_ids();
             let pages = |ids: &[String]| {
                 let list = ids
                     .iter()
@@ -1328,18 +1337,9 @@ mod tests {
             (sqlite::RECORD_ATTEMPT.to_owned(), by_id),
             (sqlite::settle_sql(), by_id),
         ] {
-            let plan = store
-                .reader()
-                .query_all_raw(Statement::from_sql_and_values(
-                    sea_orm::DbBackend::Sqlite,
-                    format!("EXPLAIN QUERY PLAN {sql}"),
-                    // Seven parameters at most; their values do not change the plan.
-                    (1..=7).map(|n: i64| sea_orm::Value::from(n)),
-                ))
-                .await?
-                .iter()
-                .map(|row| row.try_get::<String>("", "detail"))
-                .collect::<Result<Vec<_>, _>>()?;
+            // Seven parameters at most; their values do not change the plan.
+            let values = (1..=7).map(|n: i64| sea_orm::Value::from(n));
+            let plan = sqlite_plan(&store, &sql, values).await?;
             assert!(
                 plan.iter().any(|step| step == &format!("SEARCH {index}")),
                 "{sql}: {plan:?}"

@@ -14,6 +14,7 @@ use rusqlite::{Connection, Row, params};
 use sea_orm::DbErr;
 
 use super::{Claimed, PENDING, RETRYING, Settle, SettleRequest};
+use crate::decode::Row as _;
 use crate::entity::{delivery, event, target};
 use crate::sqlite::{exec_err, query_err};
 
@@ -103,7 +104,7 @@ pub(super) fn lease_and_read(
         let Some(row) = rows.next().map_err(exec_err)? else {
             continue;
         };
-        let delivery = delivery_of(row).map_err(query_err)?;
+        let delivery = delivery_of(row)?;
         // Stepped to the end: an UPDATE … RETURNING has written its row only then.
         while rows.next().map_err(exec_err)?.is_some() {}
         drop(rows);
@@ -193,67 +194,58 @@ pub(super) fn settle(
         .collect()
 }
 
-fn delivery_of(r: &Row<'_>) -> rusqlite::Result<delivery::Model> {
+fn delivery_of(r: &Row<'_>) -> Result<delivery::Model, DbErr> {
     Ok(delivery::Model {
-        id: r.get(0)?,
-        event_id: r.get(1)?,
-        tenant_id: r.get(2)?,
-        target_id: r.get(3)?,
-        target_kind: r.get(4)?,
-        status: r.get(5)?,
-        attempt_count: r.get(6)?,
-        next_attempt_at: r.get(7)?,
-        lease_owner: r.get(8)?,
-        lease_expires_at: r.get(9)?,
-        last_error: r.get(10)?,
-        created_at: r.get(11)?,
-        updated_at: r.get(12)?,
-        completed_at: r.get(13)?,
-        redriven_at: r.get(14)?,
+        id: col(r, 0)?,
+        event_id: col(r, 1)?,
+        tenant_id: col(r, 2)?,
+        target_id: col(r, 3)?,
+        target_kind: col(r, 4)?,
+        status: col(r, 5)?,
+        attempt_count: col(r, 6)?,
+        next_attempt_at: col(r, 7)?,
+        lease_owner: col(r, 8)?,
+        lease_expires_at: col(r, 9)?,
+        last_error: col(r, 10)?,
+        created_at: col(r, 11)?,
+        updated_at: col(r, 12)?,
+        completed_at: col(r, 13)?,
+        redriven_at: col(r, 14)?,
     })
 }
 
 fn event_of(r: &Row<'_>) -> Result<event::Model, DbErr> {
     Ok(event::Model {
-        id: r.get(0).map_err(query_err)?,
-        tenant_id: r.get(1).map_err(query_err)?,
-        kind: r.get(2).map_err(query_err)?,
-        user_id: r.get(3).map_err(query_err)?,
-        user_snapshot: json(r, 4)?,
-        group_id: r.get(5).map_err(query_err)?,
-        group_display_name: r.get(6).map_err(query_err)?,
-        request_id: r.get(7).map_err(query_err)?,
-        scim_method: r.get(8).map_err(query_err)?,
-        scim_path: r.get(9).map_err(query_err)?,
-        occurred_at: r.get(10).map_err(query_err)?,
+        id: col(r, 0)?,
+        tenant_id: col(r, 1)?,
+        kind: col(r, 2)?,
+        user_id: col(r, 3)?,
+        user_snapshot: r.json(4)?,
+        group_id: col(r, 5)?,
+        group_display_name: col(r, 6)?,
+        request_id: col(r, 7)?,
+        scim_method: col(r, 8)?,
+        scim_path: col(r, 9)?,
+        occurred_at: col(r, 10)?,
     })
 }
 
 fn target_of(r: &Row<'_>) -> Result<target::Model, DbErr> {
     Ok(target::Model {
-        id: r.get(0).map_err(query_err)?,
-        tenant_id: r.get(1).map_err(query_err)?,
-        kind: r.get(2).map_err(query_err)?,
-        client_id: r.get(3).map_err(query_err)?,
-        config: json(r, 4)?,
-        enabled: r.get(5).map_err(query_err)?,
-        created_at: r.get(6).map_err(query_err)?,
-        updated_at: r.get(7).map_err(query_err)?,
+        id: col(r, 0)?,
+        tenant_id: col(r, 1)?,
+        kind: col(r, 2)?,
+        client_id: col(r, 3)?,
+        config: r.json(4)?,
+        enabled: col(r, 5)?,
+        created_at: col(r, 6)?,
+        updated_at: col(r, 7)?,
     })
 }
 
-/// A JSON column: SQLite keeps it as text.
-fn json(r: &Row<'_>, i: usize) -> Result<serde_json::Value, DbErr> {
-    use rusqlite::types::ValueRef;
-    match r.get_ref(i).map_err(query_err)? {
-        ValueRef::Text(t) | ValueRef::Blob(t) => {
-            serde_json::from_slice(t).map_err(|e| DbErr::Json(e.to_string()))
-        }
-        other => Err(DbErr::Type(format!(
-            "column {i}: JSON expected, found {:?}",
-            other.data_type()
-        ))),
-    }
+/// Column `i` of `r`.
+fn col<T: rusqlite::types::FromSql>(r: &Row<'_>, i: usize) -> Result<T, DbErr> {
+    r.get(i).map_err(query_err)
 }
 
 #[cfg(test)]
