@@ -604,6 +604,99 @@ db_test!(
 );
 
 db_test!(
+    a_claim_fills_each_target_up_to_its_limit_in_due_order,
+    |store: Store, _url| async move {
+        let tenant = tenant_with_rp(&store, "http://127.0.0.1:9/a").await?;
+        add_rp(&store, "b", "http://127.0.0.1:9/b").await?;
+        add_rp(&store, "c", "http://127.0.0.1:9/c").await?;
+        for i in 0..5 {
+            deactivation(&store, &tenant, &format!("u{i}")).await?;
+        }
+        let targets: Vec<String> = store
+            .list_deliveries(None, None, 100, 0)
+            .await?
+            .1
+            .into_iter()
+            .map(|d| d.target_id)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let [a, b, c] = targets.as_slice() else {
+            panic!("three targets: {targets:?}");
+        };
+        // `a` holds 3 of its 4 slots, `b` all 4, `c` none.
+        let busy = HashMap::from([(a.clone(), 3), (b.clone(), 4)]);
+        let claimed = store.claim_due("W", 60_000, 100, 4, &busy).await?;
+        let of = |t: &String| {
+            claimed
+                .iter()
+                .filter(|c| &c.delivery.target_id == t)
+                .count()
+        };
+        assert_eq!((of(a), of(b), of(c)), (1, 0, 4));
+        let due: Vec<_> = claimed
+            .iter()
+            .map(|c| (c.delivery.next_attempt_at, c.delivery.id.clone()))
+            .collect();
+        let mut sorted = due.clone();
+        sorted.sort();
+        assert_eq!(due, sorted, "claimed in due order");
+        // A total limit below what the targets allow takes the oldest.
+        let more = store.claim_due("W", 60_000, 2, 4, &HashMap::new()).await?;
+        assert_eq!(more.len(), 2);
+        assert!(more.iter().all(|m| m.delivery.next_attempt_at >= due[0].0));
+        Ok(())
+    }
+);
+
+db_test!(
+    a_lease_is_held_by_the_owner_named_exactly,
+    |store: Store, _url| async move {
+        let tenant = tenant_with_rp(&store, "http://127.0.0.1:9/unused").await?;
+        deactivation(&store, &tenant, "ada").await?;
+        // On PostgreSQL the claim writes the owner into its script as a literal.
+        let owner = r"host'); DROP TABLE deliveries; --\n:1";
+        let claimed = store
+            .claim_due(owner, 60_000, 10, 10, &HashMap::new())
+            .await?;
+        assert_eq!(claimed.len(), 1);
+        let delivery = &claimed[0].delivery;
+        assert_eq!(delivery.lease_owner.as_deref(), Some(owner));
+        let attempt = outbox::AttemptRecord {
+            started_at: now_millis(),
+            latency_ms: 1,
+            http_status: Some(200),
+            error: None,
+            response_excerpt: None,
+        };
+        // Settling is fenced by the lease's owner: it holds only for the same text.
+        assert!(
+            !store
+                .settle(
+                    &delivery.id,
+                    "host'",
+                    attempt.clone(),
+                    outbox::Settle::Delivered,
+                    None
+                )
+                .await?
+        );
+        assert!(
+            store
+                .settle(
+                    &delivery.id,
+                    owner,
+                    attempt,
+                    outbox::Settle::Delivered,
+                    None
+                )
+                .await?
+        );
+        Ok(())
+    }
+);
+
+db_test!(
     a_receiver_refusing_connections_for_30_s_is_delivered_once_it_is_back,
     |store: Store, _url| async move {
         // Reserve a port, then leave it closed: connections are refused until the receiver

@@ -377,6 +377,15 @@ impl Store {
         })
     }
 
+    /// PostgreSQL: the connections writes are made on, for a write that is a script of its
+    /// own (`ConnPool::script_rows`); `None` on SQLite.
+    pub(crate) fn postgres_writes(&self) -> Option<&postgres::ConnPool> {
+        match &self.writes {
+            Writes::Postgres(writers) => Some(writers),
+            Writes::Sqlite(_) => None,
+        }
+    }
+
     /// Commits `txn` durably: on SQLite, returns only once its batch is committed and an
     /// fsync of the WAL that started after that commit has completed (shared with the
     /// batch, and with batches committed while the previous fsync ran; write_batch.rs); on

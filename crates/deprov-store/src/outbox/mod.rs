@@ -34,7 +34,10 @@ use crate::entity::{delivery, delivery_attempt, event, group, group_member, targ
 use crate::scim::sql::Sql;
 use crate::{Backend, Store, StoreError, now_millis};
 
+mod postgres;
 mod sqlite;
+
+use postgres::CLAIM_BEGIN;
 
 pub const PENDING: &str = "pending";
 pub const RETRYING: &str = "retrying";
@@ -313,96 +316,21 @@ pub struct QueueStats {
     pub oldest_waiting_ms: Option<i64>,
 }
 
-/// How a claim's transaction begins on PostgreSQL (see [`Store::claim_due`]).
-const CLAIM_BEGIN: &str = "BEGIN; SET LOCAL synchronous_commit TO OFF; \
-     SET LOCAL enable_sort TO OFF; SET LOCAL enable_bitmapscan TO OFF; \
-     SET LOCAL enable_seqscan TO OFF";
-
 /// How a settle's transaction begins on PostgreSQL: its batch is joined to the deliveries it
-/// names by hash, each found through the primary key (see [`settle_statements`]).
-const SETTLE_BEGIN: &str =
-    "BEGIN; SET LOCAL enable_nestloop TO OFF; SET LOCAL enable_seqscan TO OFF";
+/// names by hash, each found through the primary key (see [`settle_statements`]). A plan
+/// that had to keep what these settings rule out would be priced high enough for JIT
+/// compilation, hundreds of milliseconds for a few rows: JIT is off.
+const SETTLE_BEGIN: &str = "BEGIN; SET LOCAL enable_nestloop TO OFF; \
+     SET LOCAL enable_seqscan TO OFF; SET LOCAL jit TO OFF";
 
-/// The statement of [`lease_and_read`]. Each event and target is looked up by its primary
-/// key, one row per delivery (`LATERAL … LIMIT 1`, which the planner cannot turn into a
-/// join): joined plainly, PostgreSQL read every event into a hash for each claim while its
-/// statistics still described a small table, however few deliveries the claim leased.
+/// The stepwise claim's lease on PostgreSQL ([`postgres::lease_sql`]).
 fn lease_statement(owner: &str, now: i64, until: i64, ids: Vec<String>) -> Statement {
-    use sea_orm::Iterable;
-    fn aliased<C: sea_orm::IdenStatic>(table: &str, columns: impl Iterator<Item = C>) -> String {
-        columns
-            .map(|c| format!("{table}.{0} AS {table}_{0}", c.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-    let mut sql = Sql::new(Backend::Postgres);
-    let (o, u, n) = (sql.bind(owner), sql.bind(until), sql.bind(now));
-    let set = sql.bind_set(ids);
-    sql.push(&format!(
-        "WITH leased AS (UPDATE deliveries SET lease_owner = {o}, lease_expires_at = {u}, \
-         updated_at = {n} WHERE id IN ({set}) RETURNING *) \
-         SELECT leased.*, {}, {} FROM leased \
-         LEFT JOIN LATERAL (SELECT * FROM events WHERE events.id = leased.event_id LIMIT 1) e \
-         ON true \
-         LEFT JOIN LATERAL (SELECT * FROM targets WHERE targets.id = leased.target_id LIMIT 1) t \
-         ON true",
-        aliased("e", event::Column::iter()),
-        aliased("t", target::Column::iter()),
-    ));
-    sql.build()
-}
-
-/// PostgreSQL: leases the deliveries `ids` to `owner` until `until` and returns them with
-/// their events and targets, in one statement (the `UPDATE … RETURNING` joined to both).
-/// Each event and target is decoded once, and shared by its deliveries.
-async fn lease_and_read(
-    txn: &crate::WriteTxn,
-    owner: &str,
-    now: i64,
-    until: i64,
-    ids: Vec<String>,
-) -> Result<Vec<Claimed>, StoreError> {
-    use sea_orm::FromQueryResult;
-    let rows = txn
-        .query_all_raw(lease_statement(owner, now, until, ids))
-        .await?;
-    let mut events: HashMap<String, Arc<event::Model>> = HashMap::new();
-    let mut targets: HashMap<String, Arc<target::Model>> = HashMap::new();
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let delivery = delivery::Model::from_query_result(row, "")?;
-        let event = match events.get(&delivery.event_id) {
-            Some(e) => e.clone(),
-            None if row.try_get::<Option<String>>("e_", "id")?.is_none() => {
-                return Err(StoreError::NotFound(format!(
-                    "event {} of delivery {} is missing",
-                    delivery.event_id, delivery.id
-                )));
-            }
-            None => {
-                let e = Arc::new(event::Model::from_query_result(row, "e_")?);
-                events.insert(e.id.clone(), e.clone());
-                e
-            }
-        };
-        let target = match row.try_get::<Option<String>>("t_", "id")? {
-            None => None,
-            Some(id) => Some(match targets.get(&id) {
-                Some(t) => t.clone(),
-                None => {
-                    let t = Arc::new(target::Model::from_query_result(row, "t_")?);
-                    targets.insert(id, t.clone());
-                    t
-                }
-            }),
-        };
-        claimed.push(Claimed {
-            delivery,
-            event,
-            target,
-        });
-    }
-    Ok(claimed)
+    let ids = serde_json::Value::Array(ids.into_iter().map(serde_json::Value::String).collect());
+    Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        postgres::lease_sql(),
+        [owner.into(), until.into(), now.into(), ids.into()],
+    )
 }
 
 impl Store {
@@ -411,6 +339,10 @@ impl Store {
     /// `in_flight` counts what the caller is already performing per target, and no target
     /// gets more than `per_target` in flight in total, so a slow target cannot take every
     /// worker slot (no head-of-line blocking). Candidates are read oldest-due first.
+    ///
+    /// On PostgreSQL a claim is one round trip (`postgres.rs`); it is made step by step, as
+    /// on SQLite, only to reach past a window of due work whose targets are all at their
+    /// limit.
     pub async fn claim_due(
         &self,
         owner: &str,
@@ -423,6 +355,31 @@ impl Store {
             return Ok(Vec::new());
         }
         let now = now_millis();
+        let until = now + lease_ms;
+        // Candidates are read from a window of the oldest due deliveries, four per slot, so
+        // that targets at their limit leave room for the others.
+        let window = i64::try_from(limit.saturating_mul(4)).unwrap_or(i64::MAX);
+        if let Some(pool) = self.postgres_writes() {
+            let claim = postgres::Claim {
+                owner,
+                now,
+                until,
+                window,
+                limit,
+                per_target,
+                in_flight,
+            };
+            let mut claimed = postgres::claim_in_one_trip(pool, &claim).await?;
+            // Nothing chosen while some target is at its limit: the window may hold only
+            // that target's work, with the others' past it, which the stepwise claim reaches.
+            if !claimed.is_empty() || !in_flight.values().any(|&n| n >= per_target) {
+                claimed.sort_by(|a, b| {
+                    (a.delivery.next_attempt_at, &a.delivery.id)
+                        .cmp(&(b.delivery.next_attempt_at, &b.delivery.id))
+                });
+                return Ok(claimed);
+            }
+        }
         let txn = self.begin_write_with(CLAIM_BEGIN).await?;
         // A claim need not be durable: if it is lost in a crash, the deliveries are simply
         // due again, as if their leases had expired (at least once either way). Not waiting
@@ -430,16 +387,11 @@ impl Store {
         // takes one fsync out of every delivery's path; the settle that follows is durable,
         // and with it everything written before it.
         //
-        // The candidates must come in index order, a few rows read and no sort: while
-        // autovacuum has not yet analyzed an outbox that just filled, PostgreSQL takes the
-        // waiting deliveries for a handful and sorts all of them (20 ms per claim with 15,000
-        // waiting) unless sorting and bitmap scans are ruled out for this transaction
-        // (CLAIM_BEGIN).
         // Oldest due first, read from the partial index ix_deliveries_waiting so that a claim
-        // reads a few index rows and stops, however many deliveries wait. The statuses are
-        // literals: only then can a planner match the index's WHERE. PostgreSQL skips rows
-        // another replica has locked; SQLite's form is `sqlite::CANDIDATES`.
-        let window = i64::try_from(limit.saturating_mul(4)).unwrap_or(i64::MAX);
+        // reads a few index rows and stops, however many deliveries wait (on PostgreSQL in
+        // that order only with the settings of CLAIM_BEGIN). The statuses are literals: only
+        // then can a planner match the index's WHERE. PostgreSQL skips rows another replica
+        // has locked; SQLite's form is `sqlite::CANDIDATES`.
         let candidates: Vec<(String, String)> = match txn.sqlite() {
             Some(conn) => conn?.with_connection(|c| sqlite::candidates(c, now, window))?,
             None => {
@@ -486,12 +438,14 @@ impl Store {
             txn.commit_unsynced().await?;
             return Ok(Vec::new());
         }
-        let until = now + lease_ms;
         let mut claimed = match txn.sqlite() {
             Some(conn) => {
                 conn?.with_connection(|c| sqlite::lease_and_read(c, owner, now, until, &chosen))?
             }
-            None => lease_and_read(&txn, owner, now, until, chosen).await?,
+            None => postgres::claimed_of(
+                &txn.query_all_raw(lease_statement(owner, now, until, chosen))
+                    .await?,
+            )?,
         };
         txn.commit_unsynced().await?;
         // Oldest due first (what the fallback chose comes target by target).
@@ -1226,6 +1180,23 @@ mod tests {
         Ok(())
     }
 
+    /// Asserts that `plan` reads each of `tables` only by its primary key.
+    fn assert_read_by_primary_key(plan: &[String], tables: &[&str]) {
+        for table in tables {
+            let reads: Vec<_> = plan
+                .iter()
+                .filter(|step| step.contains("Scan") && step.contains(&format!(" on {table} ")))
+                .collect();
+            assert!(
+                !reads.is_empty()
+                    && reads
+                        .iter()
+                        .all(|s| s.contains(&format!("Index Scan using {table}_pkey on {table}"))),
+                "{plan:#?}"
+            );
+        }
+    }
+
     /// A claim leases a few deliveries and reads their events and targets: by primary key,
     /// not by reading every event into a hash, as PostgreSQL did for each claim while its
     /// statistics described a small table.
@@ -1244,23 +1215,61 @@ mod tests {
         store.close().await?;
         db.drop_async().await?;
         let plan = plan?;
-        for table in ["events", "targets", "deliveries"] {
-            let reads: Vec<_> = plan
-                .iter()
-                .filter(|step| step.contains("Scan") && step.contains(&format!(" on {table} ")))
-                .collect();
-            assert!(
-                !reads.is_empty()
-                    && reads
-                        .iter()
-                        .all(|s| s.contains(&format!("Index Scan using {table}_pkey on {table}"))),
-                "{plan:#?}"
-            );
-        }
+        assert_read_by_primary_key(&plan, &["events", "targets", "deliveries"]);
         assert!(
             !plan
                 .iter()
                 .any(|step| step.contains("Hash") && step.contains("Join")),
+            "{plan:#?}"
+        );
+        Ok(())
+    }
+
+    /// The one-trip claim (`postgres.rs`) reads its candidates in due order from
+    /// `ix_deliveries_waiting`, and leases and reads each delivery, event and target by
+    /// primary key. Its per-target choice needs sorts, which the claim's settings price out
+    /// of every other plan: priced so, the statement was once compiled to machine code
+    /// first, 300 ms for a claim of one delivery. The settings must keep that off.
+    #[tokio::test]
+    async fn a_claim_in_one_trip_reads_by_index_without_compiling_on_postgres() -> anyhow::Result<()>
+    {
+        let Some(db) = crate::testing::TestDb::new(crate::testing::Backend::Postgres).await? else {
+            return Ok(());
+        };
+        let store = db.open().await?;
+        let plan = async {
+            let txn = store.begin_write_with(CLAIM_BEGIN).await?;
+            fill_after_analyze(&txn).await?;
+            let held = HashMap::from([("x".to_owned(), 2)]);
+            let claim = postgres::claim_statement(&postgres::Claim {
+                owner: "w",
+                now: 20_000,
+                until: 80_000,
+                window: 256,
+                limit: 64,
+                per_target: 8,
+                in_flight: &held,
+            })?;
+            postgres_plan(
+                &txn,
+                Statement::from_string(sea_orm::DbBackend::Postgres, claim),
+            )
+            .await
+        }
+        .await;
+        store.close().await?;
+        db.drop_async().await?;
+        let plan = plan?;
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("Index Scan using ix_deliveries_waiting on deliveries")),
+            "{plan:#?}"
+        );
+        assert_read_by_primary_key(&plan, &["events", "targets"]);
+        assert!(
+            !plan.iter().any(|step| step.contains("Seq Scan")
+                || step.contains("JIT")
+                || (step.contains("Hash") && step.contains("Join"))),
             "{plan:#?}"
         );
         Ok(())
