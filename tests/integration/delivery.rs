@@ -654,7 +654,7 @@ db_test!(
     |store: Store, _url| async move {
         let tenant = tenant_with_rp(&store, "http://127.0.0.1:9/unused").await?;
         deactivation(&store, &tenant, "ada").await?;
-        // On PostgreSQL the claim writes the owner into its script as a literal.
+        // Whatever the owner's name holds, it is stored and matched as given.
         let owner = r"host'); DROP TABLE deliveries; --\n:1";
         let claimed = store
             .claim_due(owner, 60_000, 10, 10, &HashMap::new())

@@ -144,6 +144,8 @@ pub struct Store {
     pub(crate) auth_cache: Arc<AuthCache>,
     /// Where [`Store::begin_write`]'s transactions run.
     writes: Writes,
+    /// PostgreSQL: where the delivery worker claims (`Store::claim_due`).
+    claims: Option<Arc<postgres::ConnPool>>,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +168,8 @@ const POSTGRES_READERS: usize = 16;
 /// PostgreSQL connections for write transactions: more than the readers, since a
 /// transaction holds its connection across round trips and commit waits for the disk.
 const POSTGRES_WRITERS: usize = 16;
+/// PostgreSQL connections for claims: a worker claims one batch at a time.
+const POSTGRES_CLAIMERS: usize = 2;
 
 /// How long a connection waits for another's lock before giving up (SQLite `busy_timeout`,
 /// PostgreSQL pool acquire).
@@ -216,6 +220,7 @@ impl Store {
                     replicas_wake: None,
                     auth_cache: Arc::default(),
                     writes: Writes::Sqlite(batcher),
+                    claims: None,
                 })
             }
             DatabaseLocation::Postgres(url) => {
@@ -259,6 +264,14 @@ impl Store {
                     .await
                     .map_err(&connect_err)?;
                 let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool);
+                let claims = postgres::ConnPool::new(
+                    read_only
+                        .clone()
+                        .options(crate::outbox::postgres::CLAIM_SETTINGS),
+                    POSTGRES_CLAIMERS,
+                    BUSY_TIMEOUT,
+                    PING_WHEN_IDLE_FOR,
+                );
                 let readers = postgres::ConnPool::new(
                     read_only.options([("default_transaction_read_only", "on")]),
                     POSTGRES_READERS,
@@ -277,6 +290,7 @@ impl Store {
                     replicas_wake: Some(replicas_wake),
                     auth_cache: Arc::default(),
                     writes: Writes::Postgres(writers),
+                    claims: Some(Arc::new(claims)),
                 })
             }
         }
@@ -377,13 +391,10 @@ impl Store {
         })
     }
 
-    /// PostgreSQL: the connections writes are made on, for a write that is a script of its
-    /// own (`ConnPool::script_rows`); `None` on SQLite.
-    pub(crate) fn postgres_writes(&self) -> Option<&postgres::ConnPool> {
-        match &self.writes {
-            Writes::Postgres(writers) => Some(writers),
-            Writes::Sqlite(_) => None,
-        }
+    /// PostgreSQL: the connections the delivery worker claims on, with the settings of
+    /// `outbox::postgres::CLAIM_SETTINGS`; `None` on SQLite.
+    pub(crate) fn postgres_claims(&self) -> Option<&postgres::ConnPool> {
+        self.claims.as_deref()
     }
 
     /// Commits `txn` durably: on SQLite, returns only once its batch is committed and an
@@ -457,6 +468,9 @@ impl Store {
         }
         if let Writes::Postgres(writers) = &self.writes {
             writers.close().await;
+        }
+        if let Some(claims) = &self.claims {
+            claims.close().await;
         }
         if self.backend == Backend::Postgres {
             self.writer.close().await?;

@@ -111,24 +111,6 @@ impl ConnPool {
             .map_err(|e| DbErr::Exec(RuntimeErr::SqlxError(e.into())))
     }
 
-    /// Runs `script`, statements sent together in one message of the simple query protocol:
-    /// one round trip, run by PostgreSQL as one implicit transaction (all of it, or after an
-    /// error none of it, rolled back before the answer, so the session is left as it was
-    /// found). `SET LOCAL` holds for the statements after it. Returns their rows. The
-    /// protocol takes no parameters: values go into the text through [`literal`].
-    pub(crate) async fn script_rows(&self, script: String) -> Result<Vec<QueryResult>, DbErr> {
-        let mut lease = self.acquire().await?;
-        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(script))
-            .fetch_all(&mut lease.conn)
-            .await;
-        self.give_back(lease, rows.as_ref().err());
-        Ok(rows
-            .map_err(query_err)?
-            .into_iter()
-            .map(QueryResult::from)
-            .collect())
-    }
-
     /// Starts a write transaction on a connection of the pool with `begin`: `BEGIN`, or
     /// `BEGIN` followed by `SET LOCAL`s sent with it (one round trip for all of them).
     pub(crate) async fn begin(self: &Arc<Self>, begin: &'static str) -> Result<WriteTxn, DbErr> {
@@ -386,22 +368,6 @@ fn reported_by_a_live_session(error: &sqlx::Error) -> bool {
         .is_some_and(|e| !matches!(e.severity(), PgSeverity::Fatal | PgSeverity::Panic))
 }
 
-/// `text` as a PostgreSQL string constant for a [`ConnPool::script_rows`] script: the
-/// escape form (`E'…'`, quotes and backslashes doubled), which reads the same whatever
-/// `standard_conforming_strings` says (the rule of PostgreSQL's own `quote_literal`).
-/// PostgreSQL's text cannot hold a NUL character, so a text with one is refused.
-pub(crate) fn literal(text: &str) -> Result<String, DbErr> {
-    if text.contains('\0') {
-        return Err(DbErr::Custom(
-            "a text value holds a NUL character, which PostgreSQL cannot store".to_owned(),
-        ));
-    }
-    Ok(format!(
-        "E'{}'",
-        text.replace('\\', "\\\\").replace('\'', "''")
-    ))
-}
-
 fn query_err(e: sqlx::Error) -> DbErr {
     DbErr::Query(RuntimeErr::SqlxError(e.into()))
 }
@@ -413,16 +379,6 @@ mod tests {
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
     use crate::testing::{Backend, with_db};
-
-    #[test]
-    fn a_literal_reads_back_as_the_text_whatever_it_holds() {
-        assert_eq!(super::literal("plain").ok(), Some("E'plain'".to_owned()));
-        assert_eq!(
-            super::literal(r"it's \ 'quoted'").ok(),
-            Some(r"E'it''s \\ ''quoted'''".to_owned())
-        );
-        assert!(super::literal("nul\0inside").is_err());
-    }
 
     fn sql(sql: &str) -> Statement {
         Statement::from_string(DbBackend::Postgres, sql)

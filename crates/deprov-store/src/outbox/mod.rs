@@ -34,7 +34,7 @@ use crate::entity::{delivery, delivery_attempt, event, group, group_member, targ
 use crate::scim::sql::Sql;
 use crate::{Backend, Store, StoreError, now_millis};
 
-mod postgres;
+pub(crate) mod postgres;
 mod sqlite;
 
 use postgres::CLAIM_BEGIN;
@@ -359,7 +359,7 @@ impl Store {
         // Candidates are read from a window of the oldest due deliveries, four per slot, so
         // that targets at their limit leave room for the others.
         let window = i64::try_from(limit.saturating_mul(4)).unwrap_or(i64::MAX);
-        if let Some(pool) = self.postgres_writes() {
+        if let Some(claims) = self.postgres_claims() {
             let claim = postgres::Claim {
                 owner,
                 now,
@@ -369,7 +369,7 @@ impl Store {
                 per_target,
                 in_flight,
             };
-            let mut claimed = postgres::claim_in_one_trip(pool, &claim).await?;
+            let mut claimed = postgres::claim_in_one_trip(claims, &claim).await?;
             // Nothing chosen while some target is at its limit: the window may hold only
             // that target's work, with the others' past it, which the stepwise claim reaches.
             if !claimed.is_empty() || !in_flight.values().any(|&n| n >= per_target) {
@@ -380,7 +380,7 @@ impl Store {
                 return Ok(claimed);
             }
         }
-        let txn = self.begin_write_with(CLAIM_BEGIN).await?;
+        let txn = self.begin_write_with(&CLAIM_BEGIN).await?;
         // A claim need not be durable: if it is lost in a crash, the deliveries are simply
         // due again, as if their leases had expired (at least once either way). Not waiting
         // for the disk here (`commit_unsynced`; on PostgreSQL `synchronous_commit` off)
@@ -995,16 +995,21 @@ fn settle_statements(owner: &str, now: i64, settles: &[SettleRequest]) -> (State
     (insert.build(), update.build())
 }
 
-/// `AND {table}.id IN (…)` with the batch's ids: a list of values PostgreSQL answers from
-/// the primary key, whatever its statistics say. Without it, an outbox not yet analyzed
-/// looks small enough to scan whole and hash against the batch, for every settle.
+/// `AND {table}.id = ANY(…)` with the batch's ids: an index condition PostgreSQL answers
+/// from the primary key, whatever its statistics say. Without it, an outbox not yet analyzed
+/// looks small enough to scan whole and hash against the batch, for every settle. The ids
+/// are one parameter (a JSON array made an array once, by an InitPlan), so that a batch of
+/// any size is the same statement, parsed once per connection: listed one parameter each,
+/// most settles were a new statement, parsed and planned anew.
 fn id_list(sql: &mut Sql, table: &str, settles: &[SettleRequest]) -> String {
-    let ids = settles
-        .iter()
-        .map(|s| sql.bind(s.delivery_id.clone()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!("AND {table}.id IN ({ids})")
+    let ids = serde_json::Value::Array(
+        settles
+            .iter()
+            .map(|s| serde_json::Value::String(s.delivery_id.clone()))
+            .collect(),
+    );
+    let p = sql.bind(ids);
+    format!("AND {table}.id = ANY(ARRAY(SELECT jsonb_array_elements_text({p}::jsonb)))")
 }
 
 #[cfg(test)]
@@ -1207,7 +1212,7 @@ mod tests {
         };
         let store = db.open().await?;
         let plan = async {
-            let txn = store.begin_write_with(CLAIM_BEGIN).await?;
+            let txn = store.begin_write_with(&CLAIM_BEGIN).await?;
             fill_after_analyze(&txn).await?;
             postgres_plan(&txn, lease_statement("w", 1, 2, spread_ids())).await
         }
@@ -1227,9 +1232,11 @@ mod tests {
 
     /// The one-trip claim (`postgres.rs`) reads its candidates in due order from
     /// `ix_deliveries_waiting`, and leases and reads each delivery, event and target by
-    /// primary key. Its per-target choice needs sorts, which the claim's settings price out
-    /// of every other plan: priced so, the statement was once compiled to machine code
-    /// first, 300 ms for a claim of one delivery. The settings must keep that off.
+    /// primary key, in the plan made for its first runs and in the one PostgreSQL keeps
+    /// for the prepared statement after them. Its per-target choice needs sorts, which the
+    /// claim's settings price out of every other plan: priced so, the statement was once
+    /// compiled to machine code first, 300 ms for a claim of one delivery. The settings
+    /// must keep that off.
     #[tokio::test]
     async fn a_claim_in_one_trip_reads_by_index_without_compiling_on_postgres() -> anyhow::Result<()>
     {
@@ -1237,8 +1244,8 @@ mod tests {
             return Ok(());
         };
         let store = db.open().await?;
-        let plan = async {
-            let txn = store.begin_write_with(CLAIM_BEGIN).await?;
+        let plans = async {
+            let txn = store.begin_write_with(&CLAIM_BEGIN).await?;
             fill_after_analyze(&txn).await?;
             let held = HashMap::from([("x".to_owned(), 2)]);
             let claim = postgres::claim_statement(&postgres::Claim {
@@ -1250,28 +1257,51 @@ mod tests {
                 per_target: 8,
                 in_flight: &held,
             })?;
-            postgres_plan(
-                &txn,
-                Statement::from_string(sea_orm::DbBackend::Postgres, claim),
-            )
-            .await
+            let mut plans = Vec::new();
+            for mode in ["force_custom_plan", "force_generic_plan"] {
+                txn.execute_unprepared(&format!("SET LOCAL plan_cache_mode TO {mode}"))
+                    .await?;
+                plans.push(postgres_plan(&txn, claim.clone()).await?);
+            }
+            // The plans above were made under the settings of CLAIM_BEGIN; the claims run
+            // on connections of their own, which must have the same.
+            let claims = store
+                .postgres_claims()
+                .ok_or_else(|| StoreError::other("no claim connections on PostgreSQL"))?;
+            for (name, value) in postgres::CLAIM_SETTINGS {
+                let row = claims
+                    .query_all(&Statement::from_sql_and_values(
+                        sea_orm::DbBackend::Postgres,
+                        "SELECT current_setting($1) AS v",
+                        [name.into()],
+                    ))
+                    .await?;
+                let set = row
+                    .first()
+                    .map(|r| r.try_get::<String>("", "v"))
+                    .transpose()?;
+                assert_eq!(set.as_deref(), Some(value), "{name}");
+            }
+            Ok::<_, StoreError>(plans)
         }
         .await;
         store.close().await?;
         db.drop_async().await?;
-        let plan = plan?;
-        assert!(
-            plan.iter()
-                .any(|step| step.contains("Index Scan using ix_deliveries_waiting on deliveries")),
-            "{plan:#?}"
-        );
-        assert_read_by_primary_key(&plan, &["events", "targets"]);
-        assert!(
-            !plan.iter().any(|step| step.contains("Seq Scan")
-                || step.contains("JIT")
-                || (step.contains("Hash") && step.contains("Join"))),
-            "{plan:#?}"
-        );
+        for plan in plans? {
+            assert!(
+                plan.iter()
+                    .any(|step| step
+                        .contains("Index Scan using ix_deliveries_waiting on deliveries")),
+                "{plan:#?}"
+            );
+            assert_read_by_primary_key(&plan, &["events", "targets"]);
+            assert!(
+                !plan.iter().any(|step| step.contains("Seq Scan")
+                    || step.contains("JIT")
+                    || (step.contains("Hash") && step.contains("Join"))),
+                "{plan:#?}"
+            );
+        }
         Ok(())
     }
 
@@ -1285,7 +1315,7 @@ mod tests {
         };
         let store = db.open().await?;
         let moved = async {
-            let txn = store.begin_write_with(CLAIM_BEGIN).await?;
+            let txn = store.begin_write_with(&CLAIM_BEGIN).await?;
             fill_after_analyze(&txn).await?;
             let ids = spread_ids();
             let pages = |ids: &[String]| {
