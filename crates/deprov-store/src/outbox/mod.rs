@@ -323,14 +323,13 @@ pub struct QueueStats {
 const SETTLE_BEGIN: &str = "BEGIN; SET LOCAL enable_nestloop TO OFF; \
      SET LOCAL enable_seqscan TO OFF; SET LOCAL jit TO OFF";
 
-/// The stepwise claim's lease on PostgreSQL ([`postgres::lease_sql`]).
-fn lease_statement(owner: &str, now: i64, until: i64, ids: Vec<String>) -> Statement {
-    let ids = serde_json::Value::Array(ids.into_iter().map(serde_json::Value::String).collect());
-    Statement::from_sql_and_values(
-        sea_orm::DbBackend::Postgres,
-        postgres::lease_sql(),
-        [owner.into(), until.into(), now.into(), ids.into()],
-    )
+/// Sorts claimed deliveries oldest due first (the stepwise claim's fallback chooses target
+/// by target).
+fn in_due_order(claimed: &mut [Claimed]) {
+    claimed.sort_by(|a, b| {
+        (a.delivery.next_attempt_at, &a.delivery.id)
+            .cmp(&(b.delivery.next_attempt_at, &b.delivery.id))
+    });
 }
 
 impl Store {
@@ -373,10 +372,7 @@ impl Store {
             // Nothing chosen while some target is at its limit: the window may hold only
             // that target's work, with the others' past it, which the stepwise claim reaches.
             if !claimed.is_empty() || !in_flight.values().any(|&n| n >= per_target) {
-                claimed.sort_by(|a, b| {
-                    (a.delivery.next_attempt_at, &a.delivery.id)
-                        .cmp(&(b.delivery.next_attempt_at, &b.delivery.id))
-                });
+                in_due_order(&mut claimed);
                 return Ok(claimed);
             }
         }
@@ -443,16 +439,12 @@ impl Store {
                 conn?.with_connection(|c| sqlite::lease_and_read(c, owner, now, until, &chosen))?
             }
             None => postgres::claimed_of(
-                &txn.query_all_raw(lease_statement(owner, now, until, chosen))
+                &txn.query_all_raw(postgres::lease_statement(owner, now, until, chosen))
                     .await?,
             )?,
         };
         txn.commit_unsynced().await?;
-        // Oldest due first (what the fallback chose comes target by target).
-        claimed.sort_by(|a, b| {
-            (a.delivery.next_attempt_at, &a.delivery.id)
-                .cmp(&(b.delivery.next_attempt_at, &b.delivery.id))
-        });
+        in_due_order(&mut claimed);
         Ok(claimed)
     }
 
@@ -1083,26 +1075,21 @@ mod tests {
     /// joined a worker's batch of 256 by a nested loop, re-reading the batch per delivery.
     #[tokio::test]
     async fn settling_looks_each_delivery_up_by_id_on_postgres() -> anyhow::Result<()> {
-        let Some(db) = crate::testing::TestDb::new(crate::testing::Backend::Postgres).await? else {
-            return Ok(());
-        };
-        let store = db.open().await?;
-        let plan = async {
-            let txn = store.begin_write_with(SETTLE_BEGIN).await?;
-            fill_after_analyze(&txn).await?;
+        let Some(plans) = on_filled_outbox(SETTLE_BEGIN, async |_, txn| {
             let mut plans = Vec::new();
             // A worker's full batch: the shape in which PostgreSQL chose a nested loop.
             let batch: Vec<_> = (1..=256).map(|i| settle(&format!("d-{i}"))).collect();
             let (insert, update) = settle_statements("w", 2, &batch);
             for statement in [insert, update] {
-                plans.push(postgres_plan(&txn, statement).await?);
+                plans.push(postgres_plan(txn, statement).await?);
             }
-            Ok::<_, StoreError>(plans)
-        }
-        .await;
-        store.close().await?;
-        db.drop_async().await?;
-        for plan in plan? {
+            Ok(plans)
+        })
+        .await?
+        else {
+            return Ok(());
+        };
+        for plan in plans {
             assert!(
                 !plan.iter().any(|step| step.contains("ix_deliveries")
                     || step.contains("Seq Scan")
@@ -1160,6 +1147,27 @@ mod tests {
         Ok(())
     }
 
+    /// Runs `check` on a PostgreSQL test database, in a transaction begun with `begin` on the
+    /// outbox of [`fill_after_analyze`], rolled back afterwards; `None` without PostgreSQL.
+    async fn on_filled_outbox<T>(
+        begin: &'static str,
+        check: impl AsyncFnOnce(&Store, &crate::WriteTxn) -> Result<T, StoreError>,
+    ) -> anyhow::Result<Option<T>> {
+        let Some(db) = crate::testing::TestDb::new(crate::testing::Backend::Postgres).await? else {
+            return Ok(None);
+        };
+        let store = db.open().await?;
+        let result = async {
+            let txn = store.begin_write_with(begin).await?;
+            fill_after_analyze(&txn).await?;
+            check(&store, &txn).await
+        }
+        .await;
+        store.close().await?;
+        db.drop_async().await?;
+        Ok(Some(result?))
+    }
+
     /// An outbox analyzed when it held 100 deliveries and events, then filled to 20,000 of
     /// each (in `txn`, which the caller rolls back): statistics describing small tables.
     async fn fill_after_analyze(txn: &crate::WriteTxn) -> Result<(), StoreError> {
@@ -1207,19 +1215,13 @@ mod tests {
     /// statistics described a small table.
     #[tokio::test]
     async fn a_claim_reads_only_the_events_it_leased_on_postgres() -> anyhow::Result<()> {
-        let Some(db) = crate::testing::TestDb::new(crate::testing::Backend::Postgres).await? else {
+        let Some(plan) = on_filled_outbox(&CLAIM_BEGIN, async |_, txn| {
+            postgres_plan(txn, postgres::lease_statement("w", 1, 2, spread_ids())).await
+        })
+        .await?
+        else {
             return Ok(());
         };
-        let store = db.open().await?;
-        let plan = async {
-            let txn = store.begin_write_with(&CLAIM_BEGIN).await?;
-            fill_after_analyze(&txn).await?;
-            postgres_plan(&txn, lease_statement("w", 1, 2, spread_ids())).await
-        }
-        .await;
-        store.close().await?;
-        db.drop_async().await?;
-        let plan = plan?;
         assert_read_by_primary_key(&plan, &["events", "targets", "deliveries"]);
         assert!(
             !plan
@@ -1240,13 +1242,7 @@ mod tests {
     #[tokio::test]
     async fn a_claim_in_one_trip_reads_by_index_without_compiling_on_postgres() -> anyhow::Result<()>
     {
-        let Some(db) = crate::testing::TestDb::new(crate::testing::Backend::Postgres).await? else {
-            return Ok(());
-        };
-        let store = db.open().await?;
-        let plans = async {
-            let txn = store.begin_write_with(&CLAIM_BEGIN).await?;
-            fill_after_analyze(&txn).await?;
+        let Some((plans, settings)) = on_filled_outbox(&CLAIM_BEGIN, async |store, txn| {
             let held = HashMap::from([("x".to_owned(), 2)]);
             let claim = postgres::claim_statement(&postgres::Claim {
                 owner: "w",
@@ -1261,13 +1257,14 @@ mod tests {
             for mode in ["force_custom_plan", "force_generic_plan"] {
                 txn.execute_unprepared(&format!("SET LOCAL plan_cache_mode TO {mode}"))
                     .await?;
-                plans.push(postgres_plan(&txn, claim.clone()).await?);
+                plans.push(postgres_plan(txn, claim.clone()).await?);
             }
             // The plans above were made under the settings of CLAIM_BEGIN; the claims run
             // on connections of their own, which must have the same.
             let claims = store
                 .postgres_claims()
                 .ok_or_else(|| StoreError::other("no claim connections on PostgreSQL"))?;
+            let mut settings = Vec::new();
             for (name, value) in postgres::CLAIM_SETTINGS {
                 let row = claims
                     .query_all(&Statement::from_sql_and_values(
@@ -1280,14 +1277,18 @@ mod tests {
                     .first()
                     .map(|r| r.try_get::<String>("", "v"))
                     .transpose()?;
-                assert_eq!(set.as_deref(), Some(value), "{name}");
+                settings.push((name, value, set));
             }
-            Ok::<_, StoreError>(plans)
+            Ok((plans, settings))
+        })
+        .await?
+        else {
+            return Ok(());
+        };
+        for (name, value, set) in settings {
+            assert_eq!(set.as_deref(), Some(value), "{name}");
         }
-        .await;
-        store.close().await?;
-        db.drop_async().await?;
-        for plan in plans? {
+        for plan in plans {
             assert!(
                 plan.iter()
                     .any(|step| step
@@ -1310,13 +1311,7 @@ mod tests {
     /// heap-only tuple instead of a new tuple elsewhere with an entry in each of six indexes.
     #[tokio::test]
     async fn a_lease_stays_in_its_page_on_postgres() -> anyhow::Result<()> {
-        let Some(db) = crate::testing::TestDb::new(crate::testing::Backend::Postgres).await? else {
-            return Ok(());
-        };
-        let store = db.open().await?;
-        let moved = async {
-            let txn = store.begin_write_with(&CLAIM_BEGIN).await?;
-            fill_after_analyze(&txn).await?;
+        let Some((before, after)) = on_filled_outbox(&CLAIM_BEGIN, async |_, txn| {
             let ids = spread_ids();
             let pages = |ids: &[String]| {
                 let list = ids
@@ -1343,15 +1338,15 @@ mod tests {
                     .collect::<Result<Vec<_>, sea_orm::DbErr>>()
             };
             let before = read(txn.query_all_raw(pages(&ids)).await?)?;
-            txn.query_all_raw(lease_statement("w", 1, 2, ids.clone()))
+            txn.query_all_raw(postgres::lease_statement("w", 1, 2, ids.clone()))
                 .await?;
             let after = read(txn.query_all_raw(pages(&ids)).await?)?;
-            Ok::<_, StoreError>((before, after))
-        }
-        .await;
-        store.close().await?;
-        db.drop_async().await?;
-        let (before, after) = moved?;
+            Ok((before, after))
+        })
+        .await?
+        else {
+            return Ok(());
+        };
         assert_eq!(before.len(), 64);
         assert_eq!(before, after, "leased rows moved to other pages");
         Ok(())
