@@ -11,9 +11,11 @@
 //! after commits, at most every [`INTERVAL`]. A passive checkpoint takes no lock writers or
 //! readers wait for; it copies what no reader still needs, and once it has copied the whole
 //! WAL the next write transaction starts the WAL over from its beginning, so the file stays
-//! bounded as before. Should this thread fall behind (a reader holding an old snapshot keeps
-//! any checkpoint from finishing), the writer's own checkpoint at [`WRITER_FALLBACK_PAGES`]
-//! still bounds the WAL.
+//! bounded as before. Readers keep their read transactions open while nothing is committed
+//! (sqlite/wal_index.rs), so before each checkpoint this thread ends those of idle readers,
+//! and after it has them all begin anew, on what it copied. Should this thread fall behind (a reader
+//! holding an old snapshot keeps any checkpoint from finishing), the writer's own
+//! checkpoint at [`WRITER_FALLBACK_PAGES`] still bounds the WAL.
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -22,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use sea_orm::DbErr;
+
+use crate::sqlite::ReaderPool;
 
 /// The shortest time between two checkpoints while writes go on: each one syncs the WAL
 /// and the database file, and copies a page written many times in between only once.
@@ -62,14 +66,19 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     /// Opens the thread's connection to the database at `path` (already in WAL mode).
-    pub(crate) fn start(path: &Path, busy: Duration) -> Result<Self, DbErr> {
+    /// Before each checkpoint it ends the kept read transactions of idle `readers`.
+    pub(crate) fn start(
+        path: &Path,
+        busy: Duration,
+        readers: Option<Arc<ReaderPool>>,
+    ) -> Result<Self, DbErr> {
         let conn = crate::sqlite::open(path, false, busy)?;
         let shared = Arc::new(Shared::default());
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".to_owned())
             .spawn({
                 let shared = shared.clone();
-                move || run(&conn, &shared)
+                move || run(&conn, &shared, readers.as_deref())
             })
             .map_err(|e| DbErr::Custom(format!("starting the SQLite checkpoint thread: {e}")))?;
         Ok(Self {
@@ -89,7 +98,7 @@ impl Checkpointer {
 
     /// Checkpoints run so far and the last one's result, for tests.
     #[cfg(test)]
-    fn progress(&self) -> (u64, Option<(i64, i64, i64)>) {
+    pub(crate) fn progress(&self) -> (u64, Option<(i64, i64, i64)>) {
         let s = self.shared.lock();
         (s.runs, s.last)
     }
@@ -105,7 +114,7 @@ impl Drop for Checkpointer {
     }
 }
 
-fn run(conn: &Connection, shared: &Shared) {
+fn run(conn: &Connection, shared: &Shared, readers: Option<&ReaderPool>) {
     let mut last_run: Option<Instant> = None;
     loop {
         let mut s = shared.lock();
@@ -132,9 +141,15 @@ fn run(conn: &Connection, shared: &Shared) {
         s.pending = false;
         drop(s);
         last_run = Some(Instant::now());
+        if let Some(readers) = readers {
+            readers.release_idle();
+        }
         let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         });
+        if let Some(readers) = readers {
+            readers.checkpointed();
+        }
         let mut s = shared.lock();
         s.runs += 1;
         match result {
@@ -187,7 +202,7 @@ mod tests {
         let high_water = wal_pages(&path);
         assert!(high_water >= 1500, "{high_water} pages");
 
-        let checkpointer = Checkpointer::start(&path, Duration::from_secs(5)).unwrap();
+        let checkpointer = Checkpointer::start(&path, Duration::from_secs(5), None).unwrap();
         checkpointer.committed();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

@@ -196,8 +196,10 @@ impl Store {
                 let writer = sqlite::open(path, false, BUSY_TIMEOUT).map_err(&sqlite_err)?;
                 let readers = sqlite::ReaderPool::open(path, SQLITE_READERS, BUSY_TIMEOUT)
                     .map_err(&sqlite_err)?;
-                let reader = Reader(ReaderKind::Sqlite(Arc::new(readers)));
-                let checkpointer = Checkpointer::start(path, BUSY_TIMEOUT).map_err(&sqlite_err)?;
+                let readers = Arc::new(readers);
+                let reader = Reader(ReaderKind::Sqlite(readers.clone()));
+                let checkpointer =
+                    Checkpointer::start(path, BUSY_TIMEOUT, Some(readers)).map_err(&sqlite_err)?;
                 let batcher = Arc::new(WriteBatcher::new(
                     sqlite::Conn::new(writer),
                     checkpointer,
@@ -344,7 +346,7 @@ impl Store {
     pub async fn begin_read(&self) -> Result<ReadTxn, StoreError> {
         Ok(match &self.reader.0 {
             ReaderKind::Sqlite(readers) => {
-                ReadTxn::Sqlite(sqlite::ReadSnapshot::begin(readers.acquire().await)?)
+                ReadTxn::Sqlite(sqlite::ReadSnapshot::begin(readers.acquire().await?)?)
             }
             ReaderKind::Postgres(_) => ReadTxn::Postgres(
                 self.writer
@@ -525,7 +527,7 @@ impl ConnectionTrait for Reader {
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match &self.0 {
-            ReaderKind::Sqlite(pool) => pool.acquire().await.execute(&stmt),
+            ReaderKind::Sqlite(pool) => pool.acquire().await?.execute(&stmt),
             ReaderKind::Postgres(pool) => pool.execute(&stmt).await,
         }
     }
@@ -533,7 +535,7 @@ impl ConnectionTrait for Reader {
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         match &self.0 {
             ReaderKind::Sqlite(pool) => {
-                pool.acquire().await.batch(sql)?;
+                pool.acquire().await?.batch(sql)?;
                 Ok(ProxyExecResult::new(0, 0).into())
             }
             ReaderKind::Postgres(pool) => pool.execute_unprepared(sql).await,
@@ -542,14 +544,14 @@ impl ConnectionTrait for Reader {
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match &self.0 {
-            ReaderKind::Sqlite(pool) => Ok(pool.acquire().await.query(&stmt)?.into_iter().next()),
+            ReaderKind::Sqlite(pool) => Ok(pool.acquire().await?.query(&stmt)?.into_iter().next()),
             ReaderKind::Postgres(pool) => pool.query_one(&stmt).await,
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match &self.0 {
-            ReaderKind::Sqlite(pool) => pool.acquire().await.query(&stmt),
+            ReaderKind::Sqlite(pool) => pool.acquire().await?.query(&stmt),
             ReaderKind::Postgres(pool) => pool.query_all(&stmt).await,
         }
     }
@@ -560,7 +562,7 @@ impl Reader {
     /// [`Decode::COLUMNS`] first.
     pub(crate) async fn rows<M: Decode>(&self, stmt: Statement) -> Result<Vec<M>, DbErr> {
         match &self.0 {
-            ReaderKind::Sqlite(pool) => pool.acquire().await.rows(&stmt, |row| M::decode(row)),
+            ReaderKind::Sqlite(pool) => pool.acquire().await?.rows(&stmt, |row| M::decode(row)),
             ReaderKind::Postgres(pool) => pool.rows(&stmt, |row| M::decode(row)).await,
         }
     }
@@ -575,7 +577,7 @@ impl Reader {
         match &self.0 {
             ReaderKind::Sqlite(pool) => pool
                 .acquire()
-                .await
+                .await?
                 .rows(&stmt, |row| Ok((M::decode(row)?, row.int(extra)?))),
             ReaderKind::Postgres(pool) => {
                 pool.rows(&stmt, |row| Ok((M::decode(row)?, row.int(extra)?)))

@@ -13,13 +13,14 @@
 //! and groups, read on every SCIM request, skip the proxy row ([`Conn::rows`] with
 //! [`crate::decode`]).
 //!
-//! - [`ReaderPool`]: read-only connections behind [`Store::reader`](crate::Store::reader).
+//! - [`ReaderPool`]: read-only connections behind [`Store::reader`](crate::Store::reader),
+//!   each keeping its read transaction open while nothing is committed (wal_index.rs).
 //! - [`Conn`]: one connection, used by a write batch (write_batch.rs) or a read snapshot.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rusqlite::types::{Value as Sql, ValueRef};
@@ -29,6 +30,9 @@ use sea_orm::{
     RuntimeErr, Statement, Value,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
+
+mod wal_index;
+use wal_index::{Header, WalIndex};
 
 /// Prefix of the message of a unique-constraint error, for
 /// [`crate::error::is_unique_violation`].
@@ -133,6 +137,22 @@ struct Inner {
     /// types of a result and classifying them cost more than a point read's own step. The
     /// schema is migrated before anything reads, so a SQL text's columns do not change.
     columns: HashMap<String, Columns>,
+    /// A reader's kept read transaction; `None` for the writer, and for a reader whose WAL
+    /// index could not be found (it then reads in a transaction per statement).
+    kept: Option<Kept>,
+}
+
+/// A reader's read transaction, kept open between uses while nothing is committed (see
+/// wal_index.rs).
+#[derive(Debug)]
+struct Kept {
+    index: WalIndex,
+    /// The WAL-index header copied just before the open transaction began, and the
+    /// pool's checkpoint count then.
+    header: Option<Header>,
+    checkpoints: u64,
+    /// Transactions begun, for tests.
+    begun: u64,
 }
 
 type Columns = Arc<[(String, Kind)]>;
@@ -142,7 +162,66 @@ impl Conn {
         Self(std::sync::Mutex::new(Inner {
             conn,
             columns: HashMap::new(),
+            kept: None,
         }))
+    }
+
+    /// A reader that keeps its read transaction between uses (see [`Conn::current`]).
+    fn reader(conn: Connection) -> Self {
+        let kept = WalIndex::of(&conn).map(|index| Kept {
+            index,
+            header: None,
+            checkpoints: 0,
+            begun: 0,
+        });
+        Self(std::sync::Mutex::new(Inner {
+            conn,
+            columns: HashMap::new(),
+            kept,
+        }))
+    }
+
+    /// Brings a reader's kept transaction up to date before a use: kept when nothing was
+    /// committed and no checkpoint ran since it began, otherwise ended and begun again (its
+    /// snapshot is taken at its first read, after the header was copied). A connection
+    /// without one is left in autocommit: each statement is then a transaction of its own.
+    ///
+    /// After a checkpoint that copied the whole WAL, a new transaction reads the database
+    /// file alone, and the next write can start the WAL over; one begun before would keep
+    /// it from that, and the WAL would only grow.
+    fn current(&self, checkpoints: u64) -> Result<(), DbErr> {
+        self.with(|inner| {
+            let Some(kept) = inner.kept.as_mut() else {
+                return Ok(());
+            };
+            if !inner.conn.is_autocommit() {
+                if kept.checkpoints == checkpoints
+                    && kept.header.is_some_and(|h| h == kept.index.header())
+                {
+                    return Ok(());
+                }
+                end(&inner.conn)?;
+            }
+            kept.header = Some(kept.index.header());
+            kept.checkpoints = checkpoints;
+            kept.begun += 1;
+            run_cached(&inner.conn, "BEGIN")
+        })
+    }
+
+    /// Ends a reader's kept transaction, so that it holds back no checkpoint.
+    fn release(&self) -> Result<(), DbErr> {
+        self.with(|inner| {
+            if inner.kept.is_some() && !inner.conn.is_autocommit() {
+                end(&inner.conn)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Whether this reader keeps its transaction between uses.
+    fn keeps_transaction(&self) -> bool {
+        self.with(|inner| Ok(inner.kept.is_some())).unwrap_or(false)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> Result<T, DbErr>) -> Result<T, DbErr> {
@@ -161,10 +240,7 @@ impl Conn {
             if sql.contains(';') {
                 return c.execute_batch(sql).map_err(exec_err);
             }
-            c.prepare_cached(sql)
-                .and_then(|mut s| s.raw_execute())
-                .map(drop)
-                .map_err(exec_err)
+            run_cached(c, sql)
         })
     }
 
@@ -213,6 +289,22 @@ impl Conn {
             Ok(out)
         })
     }
+}
+
+/// Runs one statement without parameters, prepared once per connection.
+fn run_cached(conn: &Connection, sql: &str) -> Result<(), DbErr> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.raw_execute())
+        .map(drop)
+        .map_err(exec_err)
+}
+
+/// Ends a read transaction (a `COMMIT` of a read only gives its locks back).
+fn end(conn: &Connection) -> Result<(), DbErr> {
+    if run_cached(conn, "COMMIT").is_err() && !conn.is_autocommit() {
+        run_cached(conn, "ROLLBACK")?;
+    }
+    Ok(())
 }
 
 fn execute(conn: &Connection, stmt: &Statement) -> Result<ExecResult, DbErr> {
@@ -433,23 +525,33 @@ fn runtime_err(e: rusqlite::Error) -> RuntimeErr {
 pub(crate) struct ReaderPool {
     conns: Vec<Arc<Mutex<Conn>>>,
     next: AtomicUsize,
+    /// Checkpoints run since the pool opened ([`ReaderPool::checkpointed`]).
+    checkpoints: AtomicU64,
 }
 
 impl ReaderPool {
     pub(crate) fn open(path: &Path, size: usize, busy: Duration) -> Result<Self, DbErr> {
         let conns = (0..size.max(1))
-            .map(|_| open(path, true, busy).map(|c| Arc::new(Mutex::new(Conn::new(c)))))
+            .map(|_| open(path, true, busy).map(|c| Arc::new(Mutex::new(Conn::reader(c)))))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             conns,
             next: AtomicUsize::new(0),
+            checkpoints: AtomicU64::new(0),
         })
     }
 
-    /// A connection for the caller alone: the first free one, so that the few connections
-    /// in use at once keep their page caches warm (each would otherwise read every page
-    /// again from the file); when none is free, the next in turn.
-    pub(crate) async fn acquire(&self) -> OwnedMutexGuard<Conn> {
+    /// A connection for the caller alone, its read transaction current: the first free
+    /// one, so that the few connections in use at once keep their page caches warm (each
+    /// would otherwise read every page again from the file); when none is free, the next
+    /// in turn.
+    pub(crate) async fn acquire(&self) -> Result<OwnedMutexGuard<Conn>, DbErr> {
+        let conn = self.free().await;
+        conn.current(self.checkpoints.load(Ordering::Acquire))?;
+        Ok(conn)
+    }
+
+    async fn free(&self) -> OwnedMutexGuard<Conn> {
         for conn in &self.conns {
             if let Ok(guard) = conn.clone().try_lock_owned() {
                 return guard;
@@ -458,11 +560,46 @@ impl ReaderPool {
         let next = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
         self.conns[next].clone().lock_owned().await
     }
+
+    /// Ends the kept transactions of the connections nobody is using: an idle reader's
+    /// snapshot would keep a checkpoint from copying what was committed after it, and the
+    /// WAL from starting over. Called before each checkpoint (checkpoint.rs).
+    pub(crate) fn release_idle(&self) {
+        for conn in &self.conns {
+            if let Ok(guard) = conn.clone().try_lock_owned()
+                && let Err(e) = guard.release()
+            {
+                tracing::warn!(error = %e, "ending an idle SQLite read transaction failed");
+            }
+        }
+    }
+
+    /// Called after each checkpoint: connections in use begin a new transaction at their
+    /// next use, and idle ones end theirs now (see [`Conn::current`]).
+    pub(crate) fn checkpointed(&self) {
+        self.checkpoints.fetch_add(1, Ordering::AcqRel);
+        self.release_idle();
+    }
+
+    /// Read transactions begun by each connection so far, for tests.
+    #[cfg(test)]
+    fn begun(&self) -> Vec<u64> {
+        self.conns
+            .iter()
+            .map(|c| {
+                c.try_lock()
+                    .ok()
+                    .and_then(|g| g.with(|i| Ok(i.kept.as_ref().map_or(0, |k| k.begun))).ok())
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
 }
 
 /// A read transaction on one reader connection: every statement sees the same snapshot
-/// (SQLite pins a WAL snapshot at the first read of a transaction). Ends at
-/// [`ReadSnapshot::finish`] or drop.
+/// (SQLite pins a WAL snapshot at the first read of a transaction). A reader that keeps its
+/// transaction (wal_index.rs) lends it here, current as of [`ReaderPool::acquire`], and keeps
+/// it afterwards; any other begins and ends one, at [`ReadSnapshot::finish`] or drop.
 pub struct ReadSnapshot {
     conn: OwnedMutexGuard<Conn>,
     open: bool,
@@ -470,8 +607,11 @@ pub struct ReadSnapshot {
 
 impl ReadSnapshot {
     pub(crate) fn begin(conn: OwnedMutexGuard<Conn>) -> Result<Self, DbErr> {
-        conn.batch("BEGIN")?;
-        Ok(Self { conn, open: true })
+        let own = !conn.keeps_transaction();
+        if own {
+            conn.batch("BEGIN")?;
+        }
+        Ok(Self { conn, open: own })
     }
 
     pub(crate) fn rows<T>(
@@ -483,7 +623,9 @@ impl ReadSnapshot {
     }
 
     pub(crate) fn finish(mut self) -> Result<(), DbErr> {
-        self.open = false;
+        if !std::mem::take(&mut self.open) {
+            return Ok(());
+        }
         self.conn.batch("COMMIT")
     }
 }
@@ -583,6 +725,124 @@ mod tests {
         assert_eq!(row.try_get::<Vec<u8>>("", "raw")?, vec![0, 1]);
         assert_eq!(row.try_get::<i64>("", "total")?, 1);
         assert_eq!(row.try_get::<Option<i64>>("", "missing")?, None);
+        Ok(())
+    }
+
+    fn count(conn: &Conn) -> Result<i64, DbErr> {
+        let stmt = Statement::from_string(DbBackend::Sqlite, "SELECT count(*) FROM t");
+        let rows = conn.rows(&stmt, |r| r.get::<_, i64>(0).map_err(query_err))?;
+        Ok(rows[0])
+    }
+
+    /// A new database holding table `t`, and a connection that writes to it.
+    fn table_t() -> Result<(std::path::PathBuf, Connection), DbErr> {
+        let path = tempfile_dir().join("db.sqlite");
+        let writer = open(&path, false, Duration::from_secs(5))?;
+        writer
+            .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+            .map_err(exec_err)?;
+        Ok((path, writer))
+    }
+
+    fn write_rows(conn: &Connection, n: usize) -> rusqlite::Result<()> {
+        for _ in 0..n {
+            conn.execute("INSERT INTO t (body) VALUES (?1)", ["x".repeat(3000)])?;
+        }
+        Ok(())
+    }
+
+    /// wal_index.rs: a reader sees every commit, of this connection or any other (another
+    /// process's, say), and begins no transaction while nothing was committed.
+    #[tokio::test]
+    async fn a_reader_keeps_its_transaction_until_anything_is_committed() -> Result<(), DbErr> {
+        let (path, writer) = table_t()?;
+        let busy = Duration::from_secs(5);
+        let other = open(&path, false, busy)?;
+        let readers = ReaderPool::open(&path, 1, busy)?;
+        assert!(readers.conns[0].lock().await.keeps_transaction());
+
+        let mut expected = 0;
+        for round in 0..50 {
+            let by = if round % 2 == 0 { &writer } else { &other };
+            write_rows(by, round % 3).map_err(exec_err)?;
+            expected += i64::try_from(round % 3).unwrap_or(0);
+            let before = readers.begun()[0];
+            assert_eq!(
+                count(&*readers.acquire().await?)?,
+                expected,
+                "round {round}"
+            );
+            let begun = readers.begun()[0] - before;
+            assert_eq!(
+                begun,
+                u64::from(round % 3 != 0 || round == 0),
+                "round {round}"
+            );
+            // Unchanged since: the same transaction, read again (also as a snapshot).
+            let snapshot = ReadSnapshot::begin(readers.acquire().await?)?;
+            assert_eq!(count(&snapshot.conn)?, expected);
+            snapshot.finish()?;
+            assert_eq!(count(&*readers.acquire().await?)?, expected);
+            assert_eq!(readers.begun()[0] - before, begun, "round {round}");
+        }
+
+        // A checkpoint while the reader is in use: it begins anew at its next use (so that it
+        // holds no read mark that keeps the WAL from starting over).
+        let in_use = readers.acquire().await?;
+        assert_eq!(count(&in_use)?, expected);
+        readers.checkpointed();
+        drop(in_use);
+        let before = readers.begun()[0];
+        assert_eq!(count(&*readers.acquire().await?)?, expected);
+        assert_eq!(readers.begun()[0], before + 1);
+        Ok(())
+    }
+
+    /// wal_index.rs: a kept transaction holds back checkpoints until it is released, which
+    /// the checkpoint thread does for idle readers before each checkpoint.
+    #[tokio::test]
+    async fn an_idle_reader_releases_what_a_checkpoint_needs() -> Result<(), DbErr> {
+        let (path, writer) = table_t()?;
+        let busy = Duration::from_secs(5);
+        let readers = Arc::new(ReaderPool::open(&path, 2, busy)?);
+        let checkpoint = || {
+            writer
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                })
+                .map_err(query_err)
+        };
+        assert_eq!(count(&*readers.acquire().await?)?, 0);
+        write_rows(&writer, 200).map_err(exec_err)?;
+        let (pages, copied) = checkpoint()?;
+        assert!(
+            copied < pages,
+            "the idle reader's snapshot held nothing back: {copied}/{pages}"
+        );
+
+        readers.release_idle();
+        let (pages, copied) = checkpoint()?;
+        assert_eq!(copied, pages);
+
+        // The checkpoint thread releases them by itself.
+        assert_eq!(count(&*readers.acquire().await?)?, 200);
+        write_rows(&writer, 200).map_err(exec_err)?;
+        let checkpointer =
+            crate::checkpoint::Checkpointer::start(&path, busy, Some(readers.clone()))?;
+        checkpointer.committed();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !checkpointer
+            .progress()
+            .1
+            .is_some_and(|(busy, pages, copied)| busy == 0 && pages > 0 && pages == copied)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                checkpointer.progress()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         Ok(())
     }
 

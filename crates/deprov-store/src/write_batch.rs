@@ -394,7 +394,7 @@ mod tests {
         let path = dir.path().join("batch.db");
         let conn = Conn::new(crate::sqlite::open(&path, false, Duration::from_secs(5))?);
         conn.batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER)")?;
-        let checkpointer = Checkpointer::start(&path, Duration::from_secs(5))?;
+        let checkpointer = Checkpointer::start(&path, Duration::from_secs(5), None)?;
         let wal_sync = Arc::new(WalSync::with_sync(sync));
         Ok((WriteBatcher::new(conn, checkpointer, wal_sync), dir))
     }
