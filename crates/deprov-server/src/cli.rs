@@ -113,7 +113,11 @@ pub enum KeysCommand {
     },
     /// Print a key's private PEM (to publish its public half in another OP's JWKS, or to
     /// move it). Handle the output as a secret.
-    Export { kid: String },
+    Export {
+        /// A key id may begin with `-` (an RFC 7638 thumbprint is base64url).
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,8 +232,8 @@ pub struct RpAdd {
     #[arg(long)]
     pub issuer: Option<String>,
     /// Sign its logout tokens with this key (see `deprov keys`), e.g. one imported from the
-    /// OP the application logs in with.
-    #[arg(long)]
+    /// OP the application logs in with. May begin with `-` (a base64url thumbprint).
+    #[arg(long, allow_hyphen_values = true)]
     pub kid: Option<String>,
     /// Register it disabled (nothing is delivered until enabled).
     #[arg(long)]
@@ -314,8 +318,8 @@ pub struct OpAdd {
     /// private_key_jwt: its JOSE alg (RS256 default, PS256, ES256, EdDSA).
     #[arg(long)]
     pub private_key_alg: Option<String>,
-    /// private_key_jwt: the `kid` to put in assertions.
-    #[arg(long)]
+    /// private_key_jwt: the `kid` to put in assertions (may begin with `-`).
+    #[arg(long, allow_hyphen_values = true)]
     pub kid: Option<String>,
     /// How the application (oauth_revocation) or the endpoint (global_token_revocation)
     /// names users: id, externalId, userName, emails.primary, or an attribute path.
@@ -1225,4 +1229,57 @@ pub(crate) fn stdout_failed(e: std::io::Error) -> ! {
         std::process::exit(1);
     }
     std::process::exit(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, KeysCommand, OpCommand, RpCommand};
+
+    /// deprov's key ids are RFC 7638 thumbprints in base64url: one in 64 begins with `-`.
+    #[test]
+    fn a_key_id_beginning_with_a_hyphen_is_a_value_not_a_flag() {
+        let kid = "-V3m-E8C3TRI5QLfWrHt4gS4u2Drg7rFiH9h09bvb1Y";
+        let export = Cli::try_parse_from(["deprov", "keys", "export", kid]).map(|c| c.command);
+        assert!(
+            matches!(&export, Ok(Command::Keys(KeysCommand::Export { kid: k })) if k == kid),
+            "{export:?}"
+        );
+        let rp = Cli::try_parse_from([
+            "deprov",
+            "rp",
+            "add",
+            "--tenant",
+            "t",
+            "--client-id",
+            "app",
+            "--backchannel-logout-uri",
+            "https://app.example/bcl",
+            "--kid",
+            kid,
+            "--json",
+        ])
+        .map(|c| (c.command, c.json));
+        assert!(
+            matches!(&rp, Ok((Command::Rp(RpCommand::Add(add)), true)) if add.kid.as_deref() == Some(kid)),
+            "{rp:?}"
+        );
+        let op = Cli::try_parse_from([
+            "deprov",
+            "op",
+            "add",
+            "--tenant",
+            "t",
+            "--client-id",
+            "app",
+            "--kid",
+            kid,
+        ])
+        .map(|c| c.command);
+        assert!(
+            matches!(&op, Ok(Command::Op(OpCommand::Add(add))) if add.kid.as_deref() == Some(kid)),
+            "{op:?}"
+        );
+    }
 }
