@@ -8,7 +8,7 @@ fresh SQLite database, creates users, warms up, zeroes the counters, sends N req
 one after another, dumps, and prints instructions per request (all threads, user space).
 """
 import base64, http.client, json, os, subprocess, sys, tempfile, time, glob
-bindir, op, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+bindir, op, n = os.path.abspath(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 BIN = os.path.join(bindir, "deprov")
 work = tempfile.mkdtemp(prefix="cg-")
 port = int(os.environ.get("BENCH_PORT", "28555"))
