@@ -115,16 +115,18 @@ pub(super) fn claim_statement(claim: &Claim<'_>) -> Result<Statement, DbErr> {
 /// The lease of the deliveries `ids` to `owner` until `until` (for the stepwise claim),
 /// returning them with their events and targets for [`claimed_of`].
 pub(super) fn lease_statement(owner: &str, now: i64, until: i64, ids: Vec<String>) -> Statement {
-    let sql = format!(
-        "WITH leased AS (UPDATE deliveries SET lease_owner = $1, lease_expires_at = $2, \
-         updated_at = $3 WHERE id IN (SELECT jsonb_array_elements_text($4::jsonb)) \
-         RETURNING *) {}",
-        read_leased()
-    );
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH leased AS (UPDATE deliveries SET lease_owner = $1, lease_expires_at = $2, \
+             updated_at = $3 WHERE id IN (SELECT jsonb_array_elements_text($4::jsonb)) \
+             RETURNING *) {}",
+            read_leased()
+        )
+    });
     let ids = serde_json::Value::Array(ids.into_iter().map(serde_json::Value::String).collect());
     Statement::from_sql_and_values(
         sea_orm::DbBackend::Postgres,
-        sql,
+        SQL.as_str(),
         [owner.into(), until.into(), now.into(), ids.into()],
     )
 }
