@@ -16,6 +16,6 @@ bench_setup() {
     [ "$profile" = release ] && flag=(--release)
     echo "building deprov and the bench examples ($profile)" >&2
     (cd "$root" && cargo build "${flag[@]}" --locked -p deprov-server --bin deprov \
-      --example http_ceiling --example sign_rate --example bcl_receiver >&2)
+      --example http_ceiling --example sign_rate --example bcl_receiver --example deliver_rate >&2)
   fi
 }
