@@ -137,13 +137,15 @@ pub async fn enqueue(
     tenant_id: &str,
     events: &[EnqueueEvent<'_>],
 ) -> Result<usize, StoreError> {
-    enqueue_to(db, tenant_id, events, None).await
+    enqueue_to(db, None, tenant_id, events, None).await
 }
 
 /// [`enqueue`], given the tenant's enabled targets when the caller has read them already
-/// (in this transaction, with [`enabled_targets_sql`]).
+/// (in this transaction, with [`enabled_targets_sql`]), and on SQLite the write connection
+/// inside `db`'s savepoint, on which the deliveries are written with a cached statement.
 pub(crate) async fn enqueue_to(
     db: &impl ConnectionTrait,
+    sqlite: Option<&crate::sqlite::Conn>,
     tenant_id: &str,
     events: &[EnqueueEvent<'_>],
     targets: Option<Vec<EnabledTarget>>,
@@ -171,8 +173,7 @@ pub(crate) async fn enqueue_to(
             .push(b.group_ref_folded.clone());
     }
     let tenant_wide = TargetScope::default();
-    let now = now_millis();
-    let mut rows: Vec<delivery::ActiveModel> = Vec::new();
+    let mut rows: Vec<sqlite::NewDelivery<'_>> = Vec::new();
     for ev in events.iter().filter(|e| e.kind.revokes()) {
         let member_of = if !bindings.is_empty()
             && matches!(ev.kind, EventKind::Deactivated | EventKind::Deleted)
@@ -190,31 +191,38 @@ pub(crate) async fn enqueue_to(
             .iter()
             .filter(|t| fanout::reaches(scopes.get(t.id.as_str()).unwrap_or(&tenant_wide), &facts))
         {
-            rows.push(delivery::ActiveModel {
-                id: Set(uuid::Uuid::now_v7().to_string()),
-                event_id: Set(ev.event_id.to_owned()),
-                tenant_id: Set(tenant_id.to_owned()),
-                target_id: Set(t.id.clone()),
-                target_kind: Set(t.kind.clone()),
-                status: Set(PENDING.to_owned()),
-                attempt_count: Set(0),
-                next_attempt_at: Set(now),
-                lease_owner: Set(None),
-                lease_expires_at: Set(None),
-                last_error: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
-                completed_at: Set(None),
-                redriven_at: Set(None),
+            rows.push(sqlite::NewDelivery {
+                id: uuid::Uuid::now_v7().to_string(),
+                event_id: ev.event_id,
+                target: t,
             });
         }
     }
-    let count = rows.len();
-    while !rows.is_empty() {
-        let rest = rows.split_off(rows.len().min(INSERT_CHUNK));
-        delivery::Entity::insert_many(std::mem::replace(&mut rows, rest))
-            .exec(db)
-            .await?;
+    let (count, now) = (rows.len(), now_millis());
+    if let Some(conn) = sqlite {
+        conn.with_connection(|c| sqlite::enqueue(c, tenant_id, now, &rows))?;
+        return Ok(count);
+    }
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        delivery::Entity::insert_many(chunk.iter().map(|d| delivery::ActiveModel {
+            id: Set(d.id.clone()),
+            event_id: Set(d.event_id.to_owned()),
+            tenant_id: Set(tenant_id.to_owned()),
+            target_id: Set(d.target.id.clone()),
+            target_kind: Set(d.target.kind.clone()),
+            status: Set(PENDING.to_owned()),
+            attempt_count: Set(0),
+            next_attempt_at: Set(now),
+            lease_owner: Set(None),
+            lease_expires_at: Set(None),
+            last_error: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            completed_at: Set(None),
+            redriven_at: Set(None),
+        }))
+        .exec_without_returning(db)
+        .await?;
     }
     Ok(count)
 }

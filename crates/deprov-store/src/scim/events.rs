@@ -146,7 +146,8 @@ pub(crate) async fn record_events(
             }),
         })
         .collect();
-    let deliveries = outbox::enqueue_to(txn, &ctx.tenant_id, &fanout, targets).await?;
+    let sqlite = txn.sqlite().transpose()?;
+    let deliveries = outbox::enqueue_to(txn, sqlite, &ctx.tenant_id, &fanout, targets).await?;
     Ok(Recorded { deliveries })
 }
 
