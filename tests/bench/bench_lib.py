@@ -185,11 +185,12 @@ def pg_data_directory() -> Path | None:
         return None
 
 
-def pgbench_rate(seconds: float, clients: int, threads: int) -> dict | None:
-    """PostgreSQL's own rate for a small write transaction on this machine: pgbench's
-    `simple-update` (BEGIN; UPDATE; SELECT; INSERT; END, prepared, five round trips: the
-    shape of a SCIM deactivation, from a C client with no HTTP), at `clients` connections,
-    in a scratch database that is dropped afterwards. None when pgbench is missing."""
+def pgbench_rate(seconds: float, clients: int, threads: int, script: str = "simple-update") -> dict | None:
+    """PostgreSQL's own rate on this machine, from a C client with no HTTP, at `clients`
+    connections, in a scratch database that is dropped afterwards. `simple-update` is a small
+    write transaction (BEGIN; UPDATE; SELECT; INSERT; END, prepared, five round trips: the
+    shape of a SCIM deactivation); `select-only` one prepared single-row SELECT by primary
+    key (the shape of a GET by id). None when pgbench is missing."""
     if shutil.which("pgbench") is None:
         return None
     u = urllib.parse.urlparse(PG_URL)
@@ -199,11 +200,11 @@ def pgbench_rate(seconds: float, clients: int, threads: int) -> dict | None:
     try:
         subprocess.run(["pgbench", "-i", "-q", "-s", "1", url], capture_output=True, text=True, timeout=120, check=True)
         r = subprocess.run(
-            ["pgbench", "-M", "prepared", "-b", "simple-update", "-c", str(clients), "-j", str(threads), "-T", str(int(seconds)), url],
+            ["pgbench", "-M", "prepared", "-b", script, "-c", str(clients), "-j", str(threads), "-T", str(int(seconds)), url],
             capture_output=True, text=True, timeout=seconds + 120, check=True,
         )
         tps = next(float(line.split("=")[1].split()[0]) for line in r.stdout.splitlines() if line.startswith("tps"))
-        return {"transactions_per_sec": round(tps, 1), "clients": clients, "script": "simple-update"}
+        return {"transactions_per_sec": round(tps, 1), "clients": clients, "script": script}
     finally:
         psql("DROP DATABASE IF EXISTS deprov_pgbench")
 
