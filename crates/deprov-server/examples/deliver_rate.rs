@@ -1,8 +1,8 @@
 //! The delivery rate without an outbox, for `tests/bench/delivery.sh`: what the delivery
 //! worker does for one logout minus the database (no claim, no lease, no record of the
 //! attempt). Each of `concurrency` tasks mints a logout token with
-//! `deprov_revocation::logout_token::mint` and POSTs it, as the back-channel logout channel
-//! does, through deprov's `OutboundClient` to one of the receivers (task *i* to receiver
+//! `deprov_revocation::logout_token::mint` and POSTs it with the back-channel logout
+//! channel's `post_logout_token`, through deprov's `OutboundClient`, to one of the receivers (task *i* to receiver
 //! *i mod n*, so no receiver sees more than `ceil(concurrency / n)` at once, like the
 //! worker's per-target limit). It runs in a Tokio runtime like `deprov serve`'s.
 //!
@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use deprov_core::SigningAlgorithm;
+use deprov_revocation::channels::backchannel_logout::post_logout_token;
 use deprov_revocation::keys::SigningKey;
 use deprov_revocation::logout_token::{LogoutTokenRequest, TokenLifetime, mint};
 use deprov_revocation::outbound::AddressPolicy;
@@ -49,21 +50,7 @@ async fn deliver(
             lifetime: TokenLifetime::MAX,
         };
         let token = mint(&key, &request, SystemTime::now())?;
-        let mut body = String::with_capacity(token.jwt.len() + 13);
-        body.push_str("logout_token=");
-        body.push_str(&token.jwt);
-        let exchange = client
-            .send(&url, |client, url| {
-                client
-                    .post(url)
-                    .header(
-                        reqwest::header::CONTENT_TYPE,
-                        "application/x-www-form-urlencoded",
-                    )
-                    .header(reqwest::header::CACHE_CONTROL, "no-store")
-                    .body(body)
-            })
-            .await?;
+        let exchange = post_logout_token(&client, &url, &token.jwt).await?;
         if exchange.status == Some(200) {
             counts.done.fetch_add(1, Ordering::Relaxed);
         } else {

@@ -15,6 +15,7 @@ use deprov_store::targets::RelyingPartyConfig;
 use crate::discovery;
 use crate::keys::{KeyError, KeyRing};
 use crate::logout_token::{self, LogoutTokenRequest, TokenLifetime};
+use crate::outbound::TargetUrlError;
 use crate::outbound::http::{Exchange, OutboundClient};
 use crate::worker::{Channel, Performed};
 
@@ -77,25 +78,33 @@ impl BackchannelLogout {
             Ok(t) => t,
             Err(e) => return Performed::Refused(e.to_string()),
         };
-        let body = form_body(&token.jwt);
-        match self
-            .client
-            .send(&config.backchannel_logout_uri, |client, url| {
-                client
-                    .post(url)
-                    .header(
-                        reqwest::header::CONTENT_TYPE,
-                        "application/x-www-form-urlencoded",
-                    )
-                    .header(reqwest::header::CACHE_CONTROL, "no-store")
-                    .body(body)
-            })
-            .await
-        {
+        match post_logout_token(&self.client, &config.backchannel_logout_uri, &token.jwt).await {
             Ok(exchange) => Performed::Answered(exchange),
             Err(refused) => Performed::Refused(refused.to_string()),
         }
     }
+}
+
+/// POSTs a logout token to a back-channel logout URI as §2.5 asks (the token as the form
+/// parameter `logout_token`), marked `Cache-Control: no-store`: it must not be kept on the way.
+pub async fn post_logout_token(
+    client: &OutboundClient,
+    uri: &str,
+    jwt: &str,
+) -> Result<Exchange, TargetUrlError> {
+    let body = form_body(jwt);
+    client
+        .send(uri, |client, url| {
+            client
+                .post(url)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .header(reqwest::header::CACHE_CONTROL, "no-store")
+                .body(body)
+        })
+        .await
 }
 
 /// `logout_token=<jwt>`, `application/x-www-form-urlencoded` (§2.5). A compact JWS is

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use deprov_core::SigningAlgorithm;
+use deprov_revocation::channels::backchannel_logout::post_logout_token;
 use deprov_revocation::discovery;
 use deprov_revocation::keys::KeyRing;
 use deprov_revocation::logout_token::{self, LogoutTokenRequest, TokenLifetime};
@@ -77,22 +78,7 @@ pub async fn send(config: &Config, keys: Arc<KeyRing>, rp: &RelyingParty) -> Out
         Ok(c) => c,
         Err(e) => return Outcome::refused(e.to_string()),
     };
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("logout_token", &token.jwt)
-        .finish();
-    match client
-        .send(&rp.config.backchannel_logout_uri, |client, url| {
-            client
-                .post(url)
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                )
-                .header(reqwest::header::CACHE_CONTROL, "no-store")
-                .body(body)
-        })
-        .await
-    {
+    match post_logout_token(&client, &rp.config.backchannel_logout_uri, &token.jwt).await {
         Ok(exchange) => Outcome {
             status: exchange.status,
             latency_ms: exchange.latency.as_secs_f64() * 1000.0,
