@@ -2134,3 +2134,62 @@ db_test!(
         Ok(())
     }
 );
+
+// A SCIM de-provisioning writes its deliveries by a path of its own on each backend (a
+// cached statement per row on SQLite, a CTE of the user's UPDATE on PostgreSQL). Each row
+// must be what the worker expects of a new delivery: pending, due at once, not leased.
+db_test!(
+    a_de_provisioning_writes_each_delivery_pending_due_and_unleased,
+    |store: Store, _url| async move {
+        let t = tenant(&store, "acme").await?;
+        add_rp(&store, "acme", "one", vec![], true).await?;
+        add_rp(&store, "acme", "two", vec![], true).await?;
+        let alice = store
+            .create_user(&ctx(&t, "POST", "/Users"), user("alice", None, true))
+            .await?
+            .0;
+        let before = deprov_store::now_millis();
+        set_active(&store, &t, &alice, false).await?;
+        let after = deprov_store::now_millis();
+        let event = last_event(&store, &t, &alice.id, EventKind::Deactivated).await?;
+        let trail = store
+            .event_trail(&event.id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no trail of event {}", event.id))?;
+        let mut reached: Vec<String> = trail
+            .deliveries
+            .iter()
+            .filter_map(|d| d.client_id.clone())
+            .collect();
+        reached.sort();
+        assert_eq!(reached, ["one", "two"]);
+        let mut ids = HashSet::new();
+        for d in trail.deliveries.iter().map(|d| &d.delivery) {
+            assert!(ids.insert(d.id.clone()), "delivery id {} twice", d.id);
+            assert_eq!(
+                (d.event_id.as_str(), d.tenant_id.as_str()),
+                (event.id.as_str(), t.as_str())
+            );
+            assert_eq!(
+                d.target_kind,
+                deprov_store::targets::KIND_BACKCHANNEL_LOGOUT
+            );
+            assert_eq!((d.status.as_str(), d.attempt_count), ("pending", 0));
+            assert!(
+                (before..=after).contains(&d.created_at),
+                "created at {} outside {before}..={after}",
+                d.created_at
+            );
+            assert_eq!(
+                (d.next_attempt_at, d.updated_at),
+                (d.created_at, d.created_at)
+            );
+            assert_eq!(
+                (&d.lease_owner, d.lease_expires_at, &d.last_error),
+                (&None, None, &None)
+            );
+            assert_eq!((d.completed_at, d.redriven_at), (None, None));
+        }
+        Ok(())
+    }
+);
