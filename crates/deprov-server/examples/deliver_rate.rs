@@ -2,9 +2,10 @@
 //! worker does for one logout minus the database (no claim, no lease, no record of the
 //! attempt). Each of `concurrency` tasks mints a logout token with
 //! `deprov_revocation::logout_token::mint` and POSTs it with the back-channel logout
-//! channel's `post_logout_token`, through deprov's `OutboundClient`, to one of the receivers (task *i* to receiver
-//! *i mod n*, so no receiver sees more than `ceil(concurrency / n)` at once, like the
-//! worker's per-target limit). It runs in a Tokio runtime like `deprov serve`'s.
+//! channel's `post_logout_token`, through deprov's `OutboundClient`, to one of the
+//! receivers (task *i* to receiver *i mod n*, so no receiver sees more than
+//! `ceil(concurrency / n)` at once, like the worker's per-target limit). It runs in a Tokio
+//! runtime like `deprov serve`'s.
 //!
 //! This is an upper bound for a drain on this machine: the signatures, the HTTP exchanges
 //! and the receiver's share of the CPU, with nothing made durable. Prints one JSON line:

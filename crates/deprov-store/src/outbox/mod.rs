@@ -72,6 +72,13 @@ pub(crate) struct EnabledTarget {
     kind: String,
 }
 
+/// A delivery [`enqueue_to`] writes: pending, due at once.
+struct NewDelivery<'a> {
+    id: String,
+    event_id: &'a str,
+    target: &'a EnabledTarget,
+}
+
 /// The statement reading a tenant's enabled targets, its two parameters being the tenant's
 /// id and `true`. Every deactivation asks, and most tenants have few or none, so it is a
 /// fixed text rather than one built per call.
@@ -173,7 +180,7 @@ pub(crate) async fn enqueue_to(
             .push(b.group_ref_folded.clone());
     }
     let tenant_wide = TargetScope::default();
-    let mut rows: Vec<sqlite::NewDelivery<'_>> = Vec::new();
+    let mut rows: Vec<NewDelivery<'_>> = Vec::new();
     for ev in events.iter().filter(|e| e.kind.revokes()) {
         let member_of = if !bindings.is_empty()
             && matches!(ev.kind, EventKind::Deactivated | EventKind::Deleted)
@@ -191,7 +198,7 @@ pub(crate) async fn enqueue_to(
             .iter()
             .filter(|t| fanout::reaches(scopes.get(t.id.as_str()).unwrap_or(&tenant_wide), &facts))
         {
-            rows.push(sqlite::NewDelivery {
+            rows.push(NewDelivery {
                 id: uuid::Uuid::now_v7().to_string(),
                 event_id: ev.event_id,
                 target: t,

@@ -13,17 +13,10 @@ use std::sync::Arc;
 use rusqlite::{Connection, Row, params};
 use sea_orm::DbErr;
 
-use super::{Claimed, PENDING, RETRYING, Settle, SettleRequest};
+use super::{Claimed, NewDelivery, PENDING, RETRYING, Settle, SettleRequest};
 use crate::decode::Row as _;
 use crate::entity::{delivery, event, target};
 use crate::sqlite::{exec_err, query_err};
-
-/// A delivery [`enqueue`] writes: pending, due at once.
-pub(super) struct NewDelivery<'a> {
-    pub id: String,
-    pub event_id: &'a str,
-    pub target: &'a super::EnabledTarget,
-}
 
 /// Writes a new delivery, pending and due at `?6`.
 const ENQUEUE: &str = "INSERT INTO deliveries (id, event_id, tenant_id, target_id, target_kind, \
