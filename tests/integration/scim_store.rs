@@ -2193,3 +2193,224 @@ db_test!(
         Ok(())
     }
 );
+
+async fn seen(store: &Store, tenant_id: &str, id: &str) -> anyhow::Result<UserRecord> {
+    store
+        .get_user(tenant_id, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user {id}"))
+}
+
+// Replacements that wait together are written together on PostgreSQL, one statement for
+// all (scim/user_batch.rs). Each must still be what it would have been alone: its own
+// version check, its own event with its own request id, its own deliveries, and nothing
+// for a user changed since it was read. SQLite writes the same list one by one.
+db_test!(
+    a_batch_of_replacements_keeps_each_ones_version_check_event_and_deliveries,
+    |store: Store, _url| async move {
+        let t = tenant(&store, "acme").await?;
+        add_rp(&store, "acme", "one", vec![], true).await?;
+        let post = ctx(&t, "POST", "/Users");
+        let mut users = Vec::new();
+        for (name, active) in [("ann", true), ("bob", true), ("cat", false), ("dan", true)] {
+            users.push(store.create_user(&post, user(name, None, active)).await?.0);
+        }
+        let [ann, bob, cat, dan] =
+            <[UserRecord; 4]>::try_from(users).map_err(|_| anyhow::anyhow!("four users"))?;
+        // dan changes after it was read: the batch's write of dan must not happen.
+        let stale_dan = seen(&store, &t, &dan.id).await?;
+        set_active(&store, &t, &dan, false).await?;
+        let before = events(&store, &t).await?.len();
+
+        let named = |name: &str, display: &str, active: bool| {
+            user_with(name, None, active, json!({"displayName": display}))
+        };
+        let patch = |who: &str| ctx(&t, "PATCH", &format!("/Users/{who}"));
+        let bob_seen = seen(&store, &t, &bob.id).await?;
+        let done = store
+            .replace_seen_users_together(vec![
+                (
+                    patch("ann"),
+                    seen(&store, &t, &ann.id).await?,
+                    user("ann", None, false),
+                ),
+                (
+                    patch("bob-1"),
+                    bob_seen.clone(),
+                    named("bob", "Bob One", true),
+                ),
+                (
+                    patch("cat"),
+                    seen(&store, &t, &cat.id).await?,
+                    user("cat", None, true),
+                ),
+                (patch("dan"), stale_dan, user("dan", None, true)),
+                (patch("bob-2"), bob_seen, named("bob", "Bob Two", true)),
+            ])
+            .await;
+        let outcome: Vec<&str> = done
+            .iter()
+            .map(|d| match d {
+                Ok(_) => "ok",
+                Err(StoreError::VersionMismatch { .. }) => "stale",
+                Err(_) => "error",
+            })
+            .collect();
+        assert_eq!(
+            [outcome[0], outcome[2], outcome[3]],
+            ["ok", "ok", "stale"],
+            "{done:?}"
+        );
+        // The same user twice at one version: exactly one of the two is written.
+        let bob_won = match (&done[1], &done[4]) {
+            (Ok(one), Err(StoreError::VersionMismatch { .. })) => one,
+            (Err(StoreError::VersionMismatch { .. }), Ok(two)) => two,
+            other => panic!("bob written twice or not at all: {other:?}"),
+        };
+
+        // Stored state: what each answer said, at the next version.
+        let now = |u: &UserRecord| {
+            let store = &store;
+            let (t, id) = (t.clone(), u.id.clone());
+            async move { seen(store, &t, &id).await }
+        };
+        let (ann_now, bob_now) = (now(&ann).await?, now(&bob).await?);
+        let (cat_now, dan_now) = (now(&cat).await?, now(&dan).await?);
+        assert_eq!((ann_now.active, ann_now.version), (false, ann.version + 1));
+        assert_eq!((cat_now.active, cat_now.version), (true, cat.version + 1));
+        assert_eq!((dan_now.active, dan_now.version), (false, dan.version + 1));
+        assert_eq!(bob_now.version, bob.version + 1);
+        assert_eq!(bob_now.display_name, bob_won.display_name);
+        assert_eq!(
+            done[0].as_ref().ok().map(|u| u.version),
+            Some(ann_now.version)
+        );
+
+        // Events: one deactivation (ann) and one re-activation (cat), each with its request.
+        let all = events(&store, &t).await?;
+        let new: Vec<(&str, &str, &str)> = all[before..]
+            .iter()
+            .map(|e| (e.kind.as_str(), e.user_id.as_str(), e.request_id.as_str()))
+            .collect();
+        let mut expected = vec![
+            ("deactivated", ann.id.as_str(), "req-PATCH-/Users/ann"),
+            ("reactivated", cat.id.as_str(), "req-PATCH-/Users/cat"),
+        ];
+        let mut got = new.clone();
+        got.sort();
+        expected.sort();
+        assert_eq!(got, expected);
+        let ann_event = last_event(&store, &t, &ann.id, EventKind::Deactivated).await?;
+        assert_eq!(ann_event.user_snapshot["active"], json!(false));
+        assert_eq!(ann_event.user_snapshot["userName"], json!("ann"));
+        assert_eq!(ann_event.scim_path, "/Users/ann");
+        // Deliveries: the deactivation reaches the tenant's relying party; a re-activation
+        // revokes nothing.
+        assert_eq!(
+            reached(&store, &ann_event).await?,
+            HashSet::from(["one".to_owned()])
+        );
+        let cat_event = last_event(&store, &t, &cat.id, EventKind::Reactivated).await?;
+        assert!(reached(&store, &cat_event).await?.is_empty());
+        Ok(())
+    }
+);
+
+// A batch's statement is atomic: one write in it that cannot be made (a userName another
+// user holds) fails the statement. That write must get its own answer (409), and the others
+// must still be written, each once.
+db_test!(
+    a_batch_with_a_taken_user_name_refuses_that_write_alone,
+    |store: Store, _url| async move {
+        let t = tenant(&store, "acme").await?;
+        add_rp(&store, "acme", "one", vec![], true).await?;
+        let post = ctx(&t, "POST", "/Users");
+        let ann = store.create_user(&post, user("ann", None, true)).await?.0;
+        let bob = store.create_user(&post, user("Bob", None, true)).await?.0;
+        let cat = store.create_user(&post, user("cat", None, true)).await?.0;
+        let done = store
+            .replace_seen_users_together(vec![
+                (
+                    ctx(&t, "PATCH", "/Users/cat"),
+                    seen(&store, &t, &cat.id).await?,
+                    user("cat", None, false),
+                ),
+                (
+                    ctx(&t, "PATCH", "/Users/ann"),
+                    seen(&store, &t, &ann.id).await?,
+                    user("BOB", None, false),
+                ),
+            ])
+            .await;
+        assert!(done[0].is_ok(), "{:?}", done[0]);
+        assert!(
+            matches!(done[1], Err(StoreError::Conflict(_))),
+            "{:?}",
+            done[1]
+        );
+        let (ann_now, cat_now) = (
+            seen(&store, &t, &ann.id).await?,
+            seen(&store, &t, &cat.id).await?,
+        );
+        assert_eq!(
+            (ann_now.user_name.as_str(), ann_now.active, ann_now.version),
+            ("ann", true, ann.version)
+        );
+        assert_eq!((cat_now.active, cat_now.version), (false, cat.version + 1));
+        assert_eq!(seen(&store, &t, &bob.id).await?.version, bob.version);
+        let new = kinds(&events(&store, &t).await?);
+        assert_eq!(new, [(EventKind::Deactivated, cat.id.clone())]);
+        let cat_event = last_event(&store, &t, &cat.id, EventKind::Deactivated).await?;
+        assert_eq!(
+            reached(&store, &cat_event).await?,
+            HashSet::from(["one".to_owned()])
+        );
+        Ok(())
+    }
+);
+
+// Many deactivations at once, as an identity provider's offboarding run sends them: on
+// PostgreSQL they queue and go in batches (scim/user_batch.rs). Every one must be answered,
+// written once, and recorded by exactly one event.
+db_test!(
+    concurrent_deactivations_are_each_written_once_with_one_event,
+    |store: Store, _url| async move {
+        let t = tenant(&store, "acme").await?;
+        let post = ctx(&t, "POST", "/Users");
+        let mut users = Vec::new();
+        for i in 0..48 {
+            let name = format!("user{i:02}");
+            users.push(store.create_user(&post, user(&name, None, true)).await?.0);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for u in users.clone() {
+            let (store, t) = (store.clone(), t.clone());
+            tasks.spawn(async move { set_active(&store, &t, &u, false).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+        }
+        for u in &users {
+            let now = seen(&store, &t, &u.id).await?;
+            assert_eq!(
+                (now.active, now.version),
+                (false, u.version + 1),
+                "{}",
+                u.user_name
+            );
+        }
+        let mut deactivated: Vec<String> = events(&store, &t)
+            .await?
+            .into_iter()
+            .map(|e| {
+                assert_eq!(e.kind, EventKind::Deactivated);
+                e.user_id
+            })
+            .collect();
+        deactivated.sort();
+        let mut ids: Vec<String> = users.into_iter().map(|u| u.id).collect();
+        ids.sort();
+        assert_eq!(deactivated, ids);
+        Ok(())
+    }
+);

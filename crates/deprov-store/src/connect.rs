@@ -31,6 +31,7 @@ use crate::auth_cache::AuthCache;
 use crate::checkpoint::Checkpointer;
 use crate::decode::{Decode, Row as _};
 use crate::migration::Migrator;
+use crate::scim::user_batch::UserBatcher;
 use crate::wal_sync::WalSync;
 use crate::write_batch::{WriteBatcher, WriteTxn};
 use crate::{postgres, sqlite};
@@ -146,6 +147,8 @@ pub struct Store {
     writes: Writes,
     /// PostgreSQL: where the delivery worker claims (`Store::claim_due`).
     claims: Option<Arc<postgres::ConnPool>>,
+    /// PostgreSQL: where replacements of users go, written in batches (scim/user_batch.rs).
+    user_batcher: Option<Arc<UserBatcher>>,
 }
 
 #[derive(Debug, Clone)]
@@ -223,6 +226,7 @@ impl Store {
                     auth_cache: Arc::default(),
                     writes: Writes::Sqlite(batcher),
                     claims: None,
+                    user_batcher: None,
                 })
             }
             DatabaseLocation::Postgres(url) => {
@@ -291,6 +295,7 @@ impl Store {
                     outbox_wake: Arc::default(),
                     replicas_wake: Some(replicas_wake),
                     auth_cache: Arc::default(),
+                    user_batcher: Some(Arc::new(UserBatcher::new(writers.clone()))),
                     writes: Writes::Postgres(writers),
                     claims: Some(Arc::new(claims)),
                 })
@@ -391,6 +396,12 @@ impl Store {
             Writes::Sqlite(batcher) => batcher.begin().await?,
             Writes::Postgres(writers) => WriteTxn::plain(writers.begin(postgres_begin).await?),
         })
+    }
+
+    /// PostgreSQL: the batches user replacements are written in; `None` on SQLite, whose
+    /// writes are batched by [`Store::begin_write`] already.
+    pub(crate) fn user_batcher(&self) -> Option<&Arc<UserBatcher>> {
+        self.user_batcher.as_ref()
     }
 
     /// PostgreSQL: the connections the delivery worker claims on, with the settings of

@@ -66,7 +66,7 @@ pub(crate) fn snapshot(user: &user::Model) -> JsonValue {
 
 /// Cuts `s` to at most `max` bytes on a character boundary (the request id column is
 /// bounded; a client-chosen request id must not make the write fail).
-fn bounded(s: &str, max: usize) -> String {
+pub(crate) fn bounded(s: &str, max: usize) -> String {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -171,6 +171,33 @@ pub(crate) async fn record_event(
 /// The columns of a user a change's `RETURNING` gives [`change_with_event`].
 pub(crate) const CHANGED_USER: &str = "id, user_name, external_id, display_name, active, resource";
 
+/// PostgreSQL: the user snapshot of a changed row `c` (columns [`CHANGED_USER`]) in SQL:
+/// [`snapshot`], the stored resource with the server-owned identifiers laid over.
+pub(crate) fn snapshot_sql(c: &str) -> String {
+    format!(
+        "(CASE WHEN jsonb_typeof({c}.resource) = 'object' THEN {c}.resource ELSE '{{}}'::jsonb END) \
+         || jsonb_build_object('id', {c}.id, 'userName', {c}.user_name, 'externalId', \
+         {c}.external_id, 'displayName', {c}.display_name, 'active', {c}.active)"
+    )
+}
+
+/// PostgreSQL: `INSERT INTO deliveries` of one pending delivery, due at `at`, per target
+/// each event reaches ([`outbox::reached_by_user_event_sql`]). `from` yields the events as
+/// `w` (its `id` and `user_id`) of tenant `tenant`. Returns each delivery's `event_id`.
+pub(crate) fn delivery_rows_sql(from: &str, tenant: &str, at: &str, enabled: &str) -> String {
+    let reached = outbox::reached_by_user_event_sql(tenant, "w.user_id", enabled);
+    // A delivery's id is a UUIDv7 of the event's millisecond: the event id's first 15
+    // characters (time and version) and a random UUID's remaining 21.
+    format!(
+        "INSERT INTO deliveries (id, event_id, tenant_id, target_id, target_kind, status, \
+         attempt_count, next_attempt_at, created_at, updated_at) \
+         SELECT left(w.id, 15) || substr(gen_random_uuid()::text, 16), w.id, {tenant}, \
+         tg.id, tg.kind, '{}', 0, {at}, {at}, {at} FROM {from} JOIN targets tg ON {reached} \
+         RETURNING event_id",
+        outbox::PENDING
+    )
+}
+
 /// PostgreSQL: runs `change` (an `UPDATE` or `DELETE` of one user of the tenant, bound in
 /// `sql`, `RETURNING` [`CHANGED_USER`]) and, if it changed a row, records the `kind` event
 /// with the user's [`snapshot`] as the change left it (or found it, for a deletion), a
@@ -200,28 +227,18 @@ pub(crate) async fn change_with_event(
         text.push_str(", ");
         text.push_str(then);
     }
-    // `snapshot` in SQL: the stored resource with the server-owned identifiers laid over.
     text.push_str(&format!(
         ", written AS (INSERT INTO events (id, tenant_id, kind, user_id, user_snapshot, \
          group_id, group_display_name, request_id, scim_method, scim_path, occurred_at) \
-         SELECT {event}, {tenant}, {kind_p}, c.id, \
-         (CASE WHEN jsonb_typeof(c.resource) = 'object' THEN c.resource ELSE '{{}}'::jsonb END) \
-         || jsonb_build_object('id', c.id, 'userName', c.user_name, 'externalId', \
-         c.external_id, 'displayName', c.display_name, 'active', c.active), \
-         NULL, NULL, {request}, {method}, {path}, {at} FROM changed c RETURNING id, user_id)"
+         SELECT {event}, {tenant}, {kind_p}, c.id, {}, NULL, NULL, {request}, {method}, \
+         {path}, {at} FROM changed c RETURNING id, user_id)",
+        snapshot_sql("c")
     ));
     let sent = if kind.revokes() {
         let enabled = sql.bind(true);
-        let reached = outbox::reached_by_user_event_sql(&tenant, "w.user_id", &enabled);
-        // A delivery's id is a UUIDv7 of the event's millisecond: the event id's first 15
-        // characters (time and version) and a random UUID's remaining 21.
         text.push_str(&format!(
-            ", sent AS (INSERT INTO deliveries (id, event_id, tenant_id, target_id, \
-             target_kind, status, attempt_count, next_attempt_at, created_at, updated_at) \
-             SELECT left(w.id, 15) || substr(gen_random_uuid()::text, 16), w.id, {tenant}, \
-             tg.id, tg.kind, '{}', 0, {at}, {at}, {at} FROM written w JOIN targets tg ON {reached} \
-             RETURNING 1)",
-            outbox::PENDING
+            ", sent AS ({})",
+            delivery_rows_sql("written w", &tenant, &at, &enabled)
         ));
         "(SELECT count(*) FROM sent) AS sent"
     } else {

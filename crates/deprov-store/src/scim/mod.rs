@@ -42,6 +42,7 @@ pub(crate) mod filter;
 mod groups;
 mod list;
 pub(crate) mod sql;
+pub(crate) mod user_batch;
 mod users;
 
 use deprov_core::scim::MemberRef;

@@ -7,6 +7,7 @@ use tracing::instrument;
 use super::events::{NewEvent, change_with_event, record_event, snapshot};
 use super::list::list_rows;
 use super::sql::Sql;
+use super::user_batch::Replacement;
 use super::{CreateOutcome, RequestContext, UserRecord, UserWrite, fold};
 use crate::WriteTxn;
 use crate::decode::Decode as _;
@@ -294,6 +295,65 @@ async fn record_activity(
     Ok(deliveries)
 }
 
+/// The row a caller read (`seen`), as the update of [`Store::replace_seen_user`] expects
+/// to find it. Its resource is not needed: the update replaces it.
+fn seen_row(ctx: &RequestContext, seen: &UserRecord) -> user::Model {
+    user::Model {
+        id: seen.id.clone(),
+        tenant_id: ctx.tenant_id.clone(),
+        user_name: seen.user_name.clone(),
+        user_name_folded: fold(&seen.user_name),
+        external_id: seen.external_id.clone(),
+        display_name: seen.display_name.clone(),
+        active: seen.active,
+        resource: serde_json::Value::Null,
+        version: seen.version,
+        created_at: seen.created_at,
+        updated_at: seen.updated_at,
+    }
+}
+
+/// The replacement of `old` by `write` for a batch, and the row it writes.
+fn replacement(
+    ctx: &RequestContext,
+    old: user::Model,
+    write: UserWrite,
+) -> (Replacement, user::Model) {
+    let kind = activity_transition(old.active, write.active);
+    let new = updated(&old, write);
+    let replacement = Replacement {
+        ctx: ctx.clone(),
+        old,
+        new: new.clone(),
+        kind,
+    };
+    (replacement, new)
+}
+
+/// PostgreSQL: writes `r` in `txn`, a single-statement write: the update and, with an
+/// event kind, the event and its deliveries ([`change_with_event`]). Returns the
+/// deliveries written, or `None` when the user changed (or went) since it was read.
+pub(crate) async fn replace_alone(
+    txn: &WriteTxn,
+    r: &Replacement,
+) -> Result<Option<usize>, StoreError> {
+    let mut sql = Sql::new(Backend::Postgres);
+    let update = update_statement(&mut sql, &r.old, &r.new);
+    match r.kind {
+        Some(kind) => change_with_event(txn, sql, &update, None, &r.ctx, kind)
+            .await
+            .map_err(name_taken(&r.new.user_name)),
+        None => {
+            sql.push(&update);
+            let done = txn
+                .execute_raw(sql.build())
+                .await
+                .map_err(name_taken(&r.new.user_name))?;
+            Ok((done.rows_affected() == 1).then_some(0))
+        }
+    }
+}
+
 impl Store {
     /// Creates a user (RFC 7644 §3.3), or reuses the user the POST identifies.
     ///
@@ -397,7 +457,9 @@ impl Store {
     /// [`Store::replace_user`], which locks the row first. Refused with
     /// [`StoreError::VersionMismatch`] when the user changed (or went) since it was read;
     /// the caller reads again. The `active` transition is judged from `seen`, which is the
-    /// row the update replaced, so no deactivation goes unrecorded.
+    /// row the update replaced, so no deactivation goes unrecorded. On PostgreSQL the write
+    /// goes with the replacements of other users waiting at the same moment, in one
+    /// statement (scim/user_batch.rs).
     #[instrument(skip_all, fields(tenant = %ctx.tenant_id, request_id = %ctx.request_id, user = %seen.id))]
     pub async fn replace_seen_user(
         &self,
@@ -406,34 +468,12 @@ impl Store {
         write: UserWrite,
     ) -> Result<UserRecord, StoreError> {
         let backend = self.backend();
-        let old = user::Model {
-            id: seen.id.clone(),
-            tenant_id: ctx.tenant_id.clone(),
-            user_name: seen.user_name.clone(),
-            user_name_folded: fold(&seen.user_name),
-            external_id: seen.external_id.clone(),
-            display_name: seen.display_name.clone(),
-            active: seen.active,
-            resource: serde_json::Value::Null,
-            version: seen.version,
-            created_at: seen.created_at,
-            updated_at: seen.updated_at,
-        };
+        let old = seen_row(ctx, seen);
         let transition = activity_transition(old.active, write.active);
-        if let (Some(kind), Backend::Postgres) = (transition, backend) {
-            let new = updated(&old, write);
-            let mut sql = Sql::new(backend);
-            let update = update_statement(&mut sql, &old, &new);
-            let txn = self.begin_single_write().await?;
-            let deliveries = change_with_event(&txn, sql, &update, None, ctx, kind)
-                .await
-                .map_err(name_taken(&new.user_name))?
-                .ok_or(StoreError::VersionMismatch {
-                    current: old.version,
-                })?;
-            self.commit(txn).await?;
-            self.wake_outbox_if(deliveries);
-            return Ok(new.into());
+        if let Some(batcher) = self.user_batcher() {
+            let (replacement, new) = replacement(ctx, old, write);
+            let written = batcher.write(replacement).await;
+            return self.replaced(written, seen.version, new);
         }
         // Without a change of `active` there is no event to write: the update is the
         // whole write (what most attribute syncs from an identity provider are).
@@ -444,6 +484,46 @@ impl Store {
         let new = update_user(&txn, backend, &old, write).await?;
         let deliveries = record_activity(&txn, backend, ctx, old.active, &new).await?;
         self.commit(txn).await?;
+        self.wake_outbox_if(deliveries);
+        Ok(new.into())
+    }
+
+    /// [`Store::replace_seen_user`] of several users at once. On PostgreSQL they are
+    /// written as one batch (scim/user_batch.rs), whatever else is queued; on SQLite one
+    /// after the other. For tests of what a batch does.
+    #[cfg(any(test, feature = "testing"))]
+    pub async fn replace_seen_users_together(
+        &self,
+        writes: Vec<(RequestContext, UserRecord, UserWrite)>,
+    ) -> Vec<Result<UserRecord, StoreError>> {
+        let mut done = Vec::with_capacity(writes.len());
+        let Some(batcher) = self.user_batcher() else {
+            for (ctx, seen, write) in writes {
+                done.push(self.replace_seen_user(&ctx, &seen, write).await);
+            }
+            return done;
+        };
+        let (replacements, news): (Vec<_>, Vec<_>) = writes
+            .iter()
+            .map(|(ctx, seen, write)| replacement(ctx, seen_row(ctx, seen), write.clone()))
+            .unzip();
+        let written = batcher.write_together(replacements).await;
+        for ((written, new), (_, seen, _)) in written.into_iter().zip(news).zip(&writes) {
+            done.push(self.replaced(written, seen.version, new));
+        }
+        done
+    }
+
+    /// The answer to a batched replacement: the user it wrote, its deliveries' worker woken.
+    fn replaced(
+        &self,
+        written: super::user_batch::Written,
+        seen_version: i64,
+        new: user::Model,
+    ) -> Result<UserRecord, StoreError> {
+        let deliveries = written?.ok_or(StoreError::VersionMismatch {
+            current: seen_version,
+        })?;
         self.wake_outbox_if(deliveries);
         Ok(new.into())
     }
