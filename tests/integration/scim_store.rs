@@ -2414,3 +2414,103 @@ db_test!(
         Ok(())
     }
 );
+
+// POSTs that wait together go in one INSERT on PostgreSQL. Each must be inserted exactly
+// when it would have been alone and in turn (as SQLite, writing them in turn, does): not when a stored user, or one earlier in the
+// batch, has its userName (case-insensitively) or its externalId. Those not inserted go on
+// as a POST does then (restore, 409, or a new user).
+db_test!(
+    a_batch_of_new_users_inserts_each_one_no_other_user_matches,
+    |store: Store, _url| async move {
+        let t = tenant(&store, "acme").await?;
+        let post = ctx(&t, "POST", "/Users");
+        store
+            .create_user(&post, user("Bob", Some("ext-bob"), true))
+            .await?;
+        let done = store
+            .insert_users_together(vec![
+                (post.clone(), user("ann", Some("ext-ann"), true)),
+                (post.clone(), user("BOB", None, true)),
+                (post.clone(), user("carl", Some("ext-bob"), true)),
+                (post.clone(), user("ANN", None, true)),
+                (post.clone(), user("dan", Some("ext-ann"), true)),
+                (post.clone(), user("eve", None, false)),
+            ])
+            .await;
+        let inserted: Vec<bool> = done.into_iter().collect::<Result<_, _>>()?;
+        assert_eq!(inserted, [true, false, false, false, false, true]);
+        let (_, stored) = store.list_users(&t, &query(None)).await?;
+        let mut stored: Vec<String> = stored.into_iter().map(|u| u.user_name).collect();
+        stored.sort();
+        assert_eq!(stored, ["Bob", "ann", "eve"]);
+        Ok(())
+    }
+);
+
+// DELETEs that wait together go in one statement on PostgreSQL. Each keeps its own
+// If-Match, its own `Deleted` event and deliveries, and the memberships it ends; a user
+// deleted twice in one batch is deleted once.
+db_test!(
+    a_batch_of_deletions_keeps_each_ones_version_event_and_memberships,
+    |store: Store, _url| async move {
+        let t = tenant(&store, "acme").await?;
+        add_rp(&store, "acme", "one", vec![], true).await?;
+        let post = ctx(&t, "POST", "/Users");
+        let ann = store.create_user(&post, user("ann", None, true)).await?.0;
+        let bob = store.create_user(&post, user("bob", None, false)).await?.0;
+        let cat = store.create_user(&post, user("cat", None, true)).await?.0;
+        let group = store
+            .create_group(
+                &ctx(&t, "POST", "/Groups"),
+                group("staff"),
+                vec![member(&ann.id), member(&cat.id)],
+            )
+            .await?;
+        let delete = |who: &str| ctx(&t, "DELETE", &format!("/Users/{who}"));
+        let done = store
+            .delete_users_together(vec![
+                (delete("ann"), ann.id.clone(), Some(ann.version)),
+                (delete("bob"), bob.id.clone(), None),
+                (delete("cat"), cat.id.clone(), Some(cat.version + 1)),
+                (delete("ann-again"), ann.id.clone(), None),
+            ])
+            .await;
+        let deleted: Vec<bool> = done.into_iter().collect::<Result<_, _>>()?;
+        assert_eq!(deleted[1..3], [true, false]);
+        assert!(deleted[0] ^ deleted[3], "ann deleted once: {deleted:?}");
+        assert!(store.get_user(&t, &ann.id).await?.is_none());
+        assert!(store.get_user(&t, &bob.id).await?.is_none());
+        assert_eq!(seen(&store, &t, &cat.id).await?.version, cat.version);
+        let events = events(&store, &t).await?;
+        let mut deletions: Vec<(&str, &str)> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Deleted)
+            .map(|e| (e.user_id.as_str(), e.scim_path.as_str()))
+            .collect();
+        deletions.sort();
+        let ann_path = if deleted[0] {
+            "/Users/ann"
+        } else {
+            "/Users/ann-again"
+        };
+        let mut expected = vec![(ann.id.as_str(), ann_path), (bob.id.as_str(), "/Users/bob")];
+        expected.sort();
+        assert_eq!(deletions, expected);
+        for who in [&ann, &bob] {
+            let event = last_event(&store, &t, &who.id, EventKind::Deleted).await?;
+            assert_eq!(
+                reached(&store, &event).await?,
+                HashSet::from(["one".to_owned()])
+            );
+        }
+        let members = store
+            .get_group(&t, &group.id, true)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no group"))?
+            .members
+            .unwrap_or_default();
+        let members: Vec<&str> = members.iter().map(|m| m.value.as_str()).collect();
+        assert_eq!(members, [cat.id.as_str()]);
+        Ok(())
+    }
+);

@@ -31,7 +31,7 @@ use crate::auth_cache::AuthCache;
 use crate::checkpoint::Checkpointer;
 use crate::decode::{Decode, Row as _};
 use crate::migration::Migrator;
-use crate::scim::user_batch::UserBatcher;
+use crate::scim::user_batch::UserBatches;
 use crate::wal_sync::WalSync;
 use crate::write_batch::{WriteBatcher, WriteTxn};
 use crate::{postgres, sqlite};
@@ -147,8 +147,8 @@ pub struct Store {
     writes: Writes,
     /// PostgreSQL: where the delivery worker claims (`Store::claim_due`).
     claims: Option<Arc<postgres::ConnPool>>,
-    /// PostgreSQL: where replacements of users go, written in batches (scim/user_batch.rs).
-    user_batcher: Option<Arc<UserBatcher>>,
+    /// PostgreSQL: where writes of users go, written in batches (scim/user_batch.rs).
+    user_batches: Option<Arc<UserBatches>>,
 }
 
 #[derive(Debug, Clone)]
@@ -226,7 +226,7 @@ impl Store {
                     auth_cache: Arc::default(),
                     writes: Writes::Sqlite(batcher),
                     claims: None,
-                    user_batcher: None,
+                    user_batches: None,
                 })
             }
             DatabaseLocation::Postgres(url) => {
@@ -295,7 +295,7 @@ impl Store {
                     outbox_wake: Arc::default(),
                     replicas_wake: Some(replicas_wake),
                     auth_cache: Arc::default(),
-                    user_batcher: Some(Arc::new(UserBatcher::new(writers.clone()))),
+                    user_batches: Some(Arc::new(UserBatches::new(&writers))),
                     writes: Writes::Postgres(writers),
                     claims: Some(Arc::new(claims)),
                 })
@@ -398,10 +398,10 @@ impl Store {
         })
     }
 
-    /// PostgreSQL: the batches user replacements are written in; `None` on SQLite, whose
-    /// writes are batched by [`Store::begin_write`] already.
-    pub(crate) fn user_batcher(&self) -> Option<&Arc<UserBatcher>> {
-        self.user_batcher.as_ref()
+    /// PostgreSQL: the batches writes of users go in; `None` on SQLite, whose writes are
+    /// batched by [`Store::begin_write`] already.
+    pub(crate) fn user_batches(&self) -> Option<&UserBatches> {
+        self.user_batches.as_deref()
     }
 
     /// PostgreSQL: the connections the delivery worker claims on, with the settings of

@@ -7,7 +7,7 @@ use tracing::instrument;
 use super::events::{NewEvent, change_with_event, record_event, snapshot};
 use super::list::list_rows;
 use super::sql::Sql;
-use super::user_batch::Replacement;
+use super::user_batch::{Creation, Deletion, Replacement, UserBatches};
 use super::{CreateOutcome, RequestContext, UserRecord, UserWrite, fold};
 use crate::WriteTxn;
 use crate::decode::Decode as _;
@@ -93,35 +93,17 @@ async fn insert_user(
     tenant_id: &str,
     write: &UserWrite,
 ) -> Result<user::Model, StoreError> {
-    let (model, inserted) = insert(txn, backend, tenant_id, write, false).await?;
-    match inserted {
+    let model = new_user(tenant_id, write);
+    match insert(txn, backend, &model, false).await? {
         true => Ok(model),
         false => Err(StoreError::Db(sea_orm::DbErr::RecordNotInserted)),
     }
 }
 
-/// Inserts a new user unless a user of the tenant has its userName (case-insensitively) or
-/// its externalId, the users a POST may reuse ([`lock_match`]); `None` then, and nothing
-/// written.
-async fn insert_unmatched_user(
-    txn: &WriteTxn,
-    backend: Backend,
-    tenant_id: &str,
-    write: &UserWrite,
-) -> Result<Option<user::Model>, StoreError> {
-    let (model, inserted) = insert(txn, backend, tenant_id, write, true).await?;
-    Ok(inserted.then_some(model))
-}
-
-async fn insert(
-    txn: &WriteTxn,
-    backend: Backend,
-    tenant_id: &str,
-    write: &UserWrite,
-    unless_matched: bool,
-) -> Result<(user::Model, bool), StoreError> {
+/// The row of a new user of the tenant: a new id, version 1, created now.
+fn new_user(tenant_id: &str, write: &UserWrite) -> user::Model {
     let now = now_millis();
-    let model = user::Model {
+    user::Model {
         id: uuid::Uuid::now_v7().to_string(),
         tenant_id: tenant_id.to_owned(),
         user_name_folded: fold(&write.user_name),
@@ -133,7 +115,18 @@ async fn insert(
         version: 1,
         created_at: now,
         updated_at: now,
-    };
+    }
+}
+
+/// Inserts `model`; with `unless_matched`, only if no user of the tenant has its userName
+/// (case-insensitively) or its externalId, the users a POST may reuse ([`lock_match`]).
+/// Whether it was inserted.
+async fn insert(
+    txn: &WriteTxn,
+    backend: Backend,
+    model: &user::Model,
+    unless_matched: bool,
+) -> Result<bool, StoreError> {
     let mut sql = Sql::new(backend);
     let values = [
         sql.bind(model.id.clone()),
@@ -170,8 +163,7 @@ async fn insert(
         .execute_raw(sql.build())
         .await
         .map_err(name_taken(&model.user_name))?;
-    let inserted = done.rows_affected() == 1;
-    Ok((model, inserted))
+    Ok(done.rows_affected() == 1)
 }
 
 /// The user `old` becomes with `write`: its version bumped, its update time moved on.
@@ -354,6 +346,38 @@ pub(crate) async fn replace_alone(
     }
 }
 
+/// PostgreSQL: writes `c` in `txn` unless a user matches it ([`insert`]): `Some(0)` when
+/// inserted, `None` when not.
+pub(crate) async fn create_alone(
+    txn: &WriteTxn,
+    c: &Creation,
+) -> Result<Option<usize>, StoreError> {
+    Ok(insert(txn, Backend::Postgres, &c.new, true)
+        .await?
+        .then_some(0))
+}
+
+/// PostgreSQL: writes `d` in `txn`, one statement ([`change_with_event`]): the deletion, its
+/// `Deleted` event and deliveries, and the memberships' removal. Returns the deliveries
+/// written, or `None` when no user was deleted (gone, or at another version).
+pub(crate) async fn delete_alone(
+    txn: &WriteTxn,
+    d: &Deletion,
+) -> Result<Option<usize>, StoreError> {
+    let mut sql = Sql::new(Backend::Postgres);
+    let (i, t) = (sql.bind(d.id.clone()), sql.bind(d.ctx.tenant_id.clone()));
+    let mut change = format!("DELETE FROM users WHERE id = {i} AND tenant_id = {t}");
+    if let Some(v) = d.version {
+        change.push_str(&format!(" AND version = {}", sql.bind(v)));
+    }
+    let memberships = format!(
+        "memberships AS (DELETE FROM group_members WHERE tenant_id = {t} \
+         AND member_id IN (SELECT id FROM changed))"
+    );
+    let kind = EventKind::Deleted;
+    Ok(change_with_event(txn, sql, &change, Some(&memberships), &d.ctx, kind).await?)
+}
+
 impl Store {
     /// Creates a user (RFC 7644 §3.3), or reuses the user the POST identifies.
     ///
@@ -376,10 +400,20 @@ impl Store {
         let backend = self.backend();
         // Most POSTs are of someone new: one statement inserts the user unless another
         // matches (on PostgreSQL, without BEGIN and COMMIT). Only then are the matches read.
-        let txn = self.begin_single_write().await?;
-        let inserted = insert_unmatched_user(&txn, backend, &ctx.tenant_id, &write).await?;
-        self.commit(txn).await?;
-        if let Some(model) = inserted {
+        let model = new_user(&ctx.tenant_id, &write);
+        let inserted = match self.user_batches() {
+            Some(batches) => {
+                let creation = Creation { new: model.clone() };
+                batches.create.write(creation).await?.is_some()
+            }
+            None => {
+                let txn = self.begin_single_write().await?;
+                let inserted = insert(&txn, backend, &model, true).await?;
+                self.commit(txn).await?;
+                inserted
+            }
+        };
+        if inserted {
             return Ok((model.into(), CreateOutcome::Created));
         }
         let txn = self.begin_write().await?;
@@ -470,9 +504,9 @@ impl Store {
         let backend = self.backend();
         let old = seen_row(ctx, seen);
         let transition = activity_transition(old.active, write.active);
-        if let Some(batcher) = self.user_batcher() {
+        if let Some(batches) = self.user_batches() {
             let (replacement, new) = replacement(ctx, old, write);
-            let written = batcher.write(replacement).await;
+            let written = batches.replace.write(replacement).await;
             return self.replaced(written, seen.version, new);
         }
         // Without a change of `active` there is no event to write: the update is the
@@ -497,7 +531,7 @@ impl Store {
         writes: Vec<(RequestContext, UserRecord, UserWrite)>,
     ) -> Vec<Result<UserRecord, StoreError>> {
         let mut done = Vec::with_capacity(writes.len());
-        let Some(batcher) = self.user_batcher() else {
+        let Some(batches) = self.user_batches() else {
             for (ctx, seen, write) in writes {
                 done.push(self.replace_seen_user(&ctx, &seen, write).await);
             }
@@ -507,11 +541,75 @@ impl Store {
             .iter()
             .map(|(ctx, seen, write)| replacement(ctx, seen_row(ctx, seen), write.clone()))
             .unzip();
-        let written = batcher.write_together(replacements).await;
+        let written = batches.replace.write_together(replacements).await;
         for ((written, new), (_, seen, _)) in written.into_iter().zip(news).zip(&writes) {
             done.push(self.replaced(written, seen.version, new));
         }
         done
+    }
+
+    /// Inserts each of `writes` as a new user unless it matches a user (its userName or
+    /// externalId): on PostgreSQL as one batch (scim/user_batch.rs), on SQLite one after
+    /// the other. Whether each was inserted. For tests of what a batch does.
+    #[cfg(any(test, feature = "testing"))]
+    pub async fn insert_users_together(
+        &self,
+        writes: Vec<(RequestContext, UserWrite)>,
+    ) -> Vec<Result<bool, StoreError>> {
+        let creations: Vec<Creation> = writes
+            .iter()
+            .map(|(ctx, write)| Creation {
+                new: new_user(&ctx.tenant_id, write),
+            })
+            .collect();
+        let Some(batches) = self.user_batches() else {
+            let mut done = Vec::with_capacity(creations.len());
+            for c in creations {
+                let inserted = async {
+                    let txn = self.begin_single_write().await?;
+                    let inserted = insert(&txn, self.backend(), &c.new, true).await?;
+                    self.commit(txn).await?;
+                    Ok(inserted)
+                };
+                done.push(inserted.await);
+            }
+            return done;
+        };
+        let written = batches.create.write_together(creations).await;
+        written
+            .into_iter()
+            .map(|w| w.map(|w| w.is_some()))
+            .collect()
+    }
+
+    /// Deletes each of `deletions` (a user's id, at a version if given): on PostgreSQL as
+    /// one batch (scim/user_batch.rs), on SQLite one after the other. Whether each was
+    /// deleted. For tests of what a batch does.
+    #[cfg(any(test, feature = "testing"))]
+    pub async fn delete_users_together(
+        &self,
+        deletions: Vec<(RequestContext, String, Option<i64>)>,
+    ) -> Vec<Result<bool, StoreError>> {
+        let Some(batches) = self.user_batches() else {
+            let mut done = Vec::with_capacity(deletions.len());
+            for (ctx, id, version) in deletions {
+                done.push(match self.delete_user(&ctx, &id, version).await {
+                    Ok(()) => Ok(true),
+                    Err(StoreError::NotFound(_) | StoreError::VersionMismatch { .. }) => Ok(false),
+                    Err(e) => Err(e),
+                });
+            }
+            return done;
+        };
+        let deletions = deletions
+            .into_iter()
+            .map(|(ctx, id, version)| Deletion { ctx, id, version })
+            .collect();
+        let written = batches.delete.write_together(deletions).await;
+        written
+            .into_iter()
+            .map(|w| w.map(|w| w.is_some()))
+            .collect()
     }
 
     /// The answer to a batched replacement: the user it wrote, its deliveries' worker woken.
@@ -539,8 +637,10 @@ impl Store {
         expected_version: Option<i64>,
     ) -> Result<(), StoreError> {
         let backend = self.backend();
-        if backend == Backend::Postgres {
-            return self.delete_user_at_once(ctx, id, expected_version).await;
+        if let Some(batches) = self.user_batches() {
+            return self
+                .delete_user_at_once(batches, ctx, id, expected_version)
+                .await;
         }
         let txn = self.begin_write().await?;
         let old = lock_user(&txn, backend, &ctx.tenant_id, id)
@@ -580,34 +680,21 @@ impl Store {
     }
 
     /// [`Store::delete_user`] on PostgreSQL: the deletion, its event and deliveries, and the
-    /// memberships' removal in one statement ([`change_with_event`]).
+    /// memberships' removal in one statement, with other deletions waiting at the same
+    /// moment (scim/user_batch.rs).
     async fn delete_user_at_once(
         &self,
+        batches: &UserBatches,
         ctx: &RequestContext,
         id: &str,
         expected_version: Option<i64>,
     ) -> Result<(), StoreError> {
-        let mut sql = Sql::new(Backend::Postgres);
-        let (i, t) = (sql.bind(id.to_owned()), sql.bind(ctx.tenant_id.clone()));
-        let mut change = format!("DELETE FROM users WHERE id = {i} AND tenant_id = {t}");
-        if let Some(v) = expected_version {
-            change.push_str(&format!(" AND version = {}", sql.bind(v)));
-        }
-        let memberships = format!(
-            "memberships AS (DELETE FROM group_members WHERE tenant_id = {t} \
-             AND member_id IN (SELECT id FROM changed))"
-        );
-        let txn = self.begin_single_write().await?;
-        let deleted = change_with_event(
-            &txn,
-            sql,
-            &change,
-            Some(&memberships),
-            ctx,
-            EventKind::Deleted,
-        )
-        .await?;
-        self.commit(txn).await?;
+        let deletion = Deletion {
+            ctx: ctx.clone(),
+            id: id.to_owned(),
+            version: expected_version,
+        };
+        let deleted = batches.delete.write(deletion).await?;
         match deleted {
             Some(deliveries) => {
                 self.wake_outbox_if(deliveries);
