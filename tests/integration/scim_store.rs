@@ -2514,3 +2514,69 @@ db_test!(
         Ok(())
     }
 );
+
+// GETs, and `userName eq` lookups, that wait together are one SELECT per kind on
+// PostgreSQL (scim/read_batch.rs). Each must get exactly its user of its own tenant:
+// another tenant's user with that id or name is not found, an unknown one is not found, a
+// name matches case-insensitively, and one user asked twice is answered twice.
+db_test!(
+    a_batch_of_reads_answers_each_with_its_own_tenants_user,
+    |store: Store, _url| async move {
+        let a = tenant(&store, "acme").await?;
+        let b = tenant(&store, "beta").await?;
+        let post_a = ctx(&a, "POST", "/Users");
+        let ann = store.create_user(&post_a, user("Ann", None, true)).await?.0;
+        let amy = store
+            .create_user(&post_a, user("amy", None, false))
+            .await?
+            .0;
+        let bob = store
+            .create_user(&ctx(&b, "POST", "/Users"), user("bob", None, true))
+            .await?
+            .0;
+        let (a, b) = (
+            |s: &str| (a.clone(), s.to_owned()),
+            |s: &str| (b.clone(), s.to_owned()),
+        );
+        let read = store
+            .read_users_together(
+                vec![
+                    a(&ann.id),
+                    a(&bob.id),
+                    b(&bob.id),
+                    a("no-such-user"),
+                    a(&ann.id),
+                    a(&amy.id),
+                ],
+                vec![
+                    a("ANN"),
+                    a("bob"),
+                    b("BOB"),
+                    a("nobody"),
+                    a("amy"),
+                    a("ann"),
+                ],
+            )
+            .await;
+        let names: Vec<Option<String>> = read
+            .into_iter()
+            .map(|r| r.map(|u| u.map(|u| u.user_name)))
+            .collect::<Result<_, _>>()?;
+        let expected = [
+            Some("Ann"),
+            None,
+            Some("bob"),
+            None,
+            Some("Ann"),
+            Some("amy"),
+            Some("Ann"),
+            None,
+            Some("bob"),
+            None,
+            Some("amy"),
+            Some("Ann"),
+        ];
+        assert_eq!(names, expected.map(|n| n.map(str::to_owned)));
+        Ok(())
+    }
+);

@@ -31,6 +31,7 @@ use crate::auth_cache::AuthCache;
 use crate::checkpoint::Checkpointer;
 use crate::decode::{Decode, Row as _};
 use crate::migration::Migrator;
+use crate::scim::read_batch::UserReads;
 use crate::scim::user_batch::UserBatches;
 use crate::wal_sync::WalSync;
 use crate::write_batch::{WriteBatcher, WriteTxn};
@@ -149,6 +150,8 @@ pub struct Store {
     claims: Option<Arc<postgres::ConnPool>>,
     /// PostgreSQL: where writes of users go, written in batches (scim/user_batch.rs).
     user_batches: Option<Arc<UserBatches>>,
+    /// PostgreSQL: where reads of one user go, read in batches (scim/read_batch.rs).
+    user_reads: Option<Arc<UserReads>>,
 }
 
 #[derive(Debug, Clone)]
@@ -227,6 +230,7 @@ impl Store {
                     writes: Writes::Sqlite(batcher),
                     claims: None,
                     user_batches: None,
+                    user_reads: None,
                 })
             }
             DatabaseLocation::Postgres(url) => {
@@ -287,9 +291,11 @@ impl Store {
                 // Ends when the last clone of this store is dropped (the channel closes).
                 let (replicas_wake, requests) = tokio::sync::mpsc::channel(1);
                 tokio::spawn(notify_replicas(conn.clone(), requests));
+                let readers = Arc::new(readers);
                 Ok(Self {
                     backend: Backend::Postgres,
-                    reader: Reader(ReaderKind::Postgres(Arc::new(readers))),
+                    user_reads: Some(Arc::new(UserReads::new(readers.clone()))),
+                    reader: Reader(ReaderKind::Postgres(readers)),
                     writer: conn,
                     location: redacted,
                     outbox_wake: Arc::default(),
@@ -402,6 +408,12 @@ impl Store {
     /// batched by [`Store::begin_write`] already.
     pub(crate) fn user_batches(&self) -> Option<&UserBatches> {
         self.user_batches.as_deref()
+    }
+
+    /// PostgreSQL: the batches reads of one user go in; `None` on SQLite, whose reads are
+    /// calls in place.
+    pub(crate) fn user_reads(&self) -> Option<&Arc<UserReads>> {
+        self.user_reads.as_ref()
     }
 
     /// PostgreSQL: the connections the delivery worker claims on, with the settings of

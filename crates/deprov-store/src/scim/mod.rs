@@ -36,11 +36,13 @@
 //! [`StoreError::InvalidMembers`]: crate::StoreError::InvalidMembers
 //! [`StoreError::InvalidFilter`]: crate::StoreError::InvalidFilter
 
+mod batching;
 mod document;
 mod events;
 pub(crate) mod filter;
 mod groups;
 mod list;
+pub(crate) mod read_batch;
 pub(crate) mod sql;
 pub(crate) mod user_batch;
 mod users;

@@ -19,19 +19,19 @@
 //! nothing of it was written, and each of its writes is written again alone, so that each
 //! gets its own answer.
 //!
-//! One batch of a kind runs at a time, on a task of its own: a caller that goes away (its
-//! client hung up) never cancels a statement that other callers wait for.
+//! One batch of a kind runs at a time, on a task of its own (batching.rs): a caller that
+//! goes away (its client hung up) never cancels a statement that other callers wait for.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use deprov_core::scim::EventKind;
 use sea_orm::sqlx::Row as _;
 use sea_orm::{DbErr, RuntimeErr};
 use serde_json::json;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::oneshot;
 
 use super::RequestContext;
+use super::batching::{self, Batching, JobQueue, enqueue};
 use super::events::{bounded, delivery_rows_sql, snapshot_sql};
 use super::sql::Sql;
 use super::users::{create_alone, delete_alone, replace_alone};
@@ -85,17 +85,15 @@ pub(crate) trait BatchedWrite: std::fmt::Debug + Send + Sync + Sized + 'static {
     fn alone<'a>(&'a self, txn: &'a WriteTxn) -> impl Future<Output = Written> + Send + 'a;
 }
 
-struct Job<W> {
+pub(crate) struct Job<W> {
     write: W,
     answer: oneshot::Sender<Written>,
 }
 
-/// The queue of one kind of write and the one task that writes it.
+/// The queue of one kind of write.
 pub(crate) struct Batcher<W> {
     writers: Arc<ConnPool>,
-    queue: Mutex<VecDeque<Job<W>>>,
-    /// One permit: held by the task writing batches.
-    running: Arc<Semaphore>,
+    queue: JobQueue<Job<W>>,
 }
 
 /// The batches of each kind of user write (PostgreSQL).
@@ -116,6 +114,18 @@ impl UserBatches {
     }
 }
 
+impl<W: BatchedWrite> Batching for Batcher<W> {
+    type Job = Job<W>;
+
+    fn queue(&self) -> &JobQueue<Job<W>> {
+        &self.queue
+    }
+
+    fn run_batch(&self, jobs: Vec<Job<W>>) -> impl Future<Output = ()> + Send {
+        self.write_batch(jobs)
+    }
+}
+
 impl<W> std::fmt::Debug for Batcher<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batcher").finish_non_exhaustive()
@@ -126,23 +136,15 @@ impl<W: BatchedWrite> Batcher<W> {
     fn new(writers: Arc<ConnPool>) -> Self {
         Self {
             writers,
-            queue: Mutex::new(VecDeque::new()),
-            running: Arc::new(Semaphore::new(1)),
+            queue: JobQueue::new(MAX_BATCH),
         }
     }
 
     /// Writes `write` in the next batch and returns once that batch is committed.
     pub(crate) async fn write(self: &Arc<Self>, write: W) -> Written {
         let (answer, answered) = oneshot::channel();
-        self.queue().push_back(Job { write, answer });
-        if let Ok(permit) = self.running.clone().try_acquire_owned() {
-            tokio::spawn(self.clone().run(permit));
-        }
-        answered.await.map_err(|_| {
-            StoreError::Db(DbErr::Custom(
-                "the batch of user writes ended without an answer".to_owned(),
-            ))
-        })?
+        enqueue(self, Job { write, answer });
+        batching::answer(answered).await
     }
 
     /// Writes `writes` as one batch, whatever else is queued (tests).
@@ -156,43 +158,7 @@ impl<W: BatchedWrite> Batcher<W> {
             })
             .unzip();
         self.write_batch(jobs).await;
-        let mut written = Vec::with_capacity(answers.len());
-        for answered in answers {
-            written.push(
-                answered
-                    .await
-                    .unwrap_or_else(|_| Err(StoreError::Db(DbErr::Custom("no answer".to_owned())))),
-            );
-        }
-        written
-    }
-
-    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Job<W>>> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Writes batches while replacements wait. A replacement queued just as the permit is
-    /// given back is seen by the check after it, or its own caller takes the permit.
-    async fn run(self: Arc<Self>, mut permit: OwnedSemaphorePermit) {
-        loop {
-            let jobs: Vec<Job<W>> = {
-                let mut queue = self.queue();
-                let n = queue.len().min(MAX_BATCH);
-                queue.drain(..n).collect()
-            };
-            if jobs.is_empty() {
-                drop(permit);
-                if self.queue().is_empty() {
-                    return;
-                }
-                match self.running.clone().try_acquire_owned() {
-                    Ok(again) => permit = again,
-                    Err(_) => return,
-                }
-                continue;
-            }
-            self.write_batch(jobs).await;
-        }
+        batching::answers(answers).await
     }
 
     async fn write_batch(&self, mut jobs: Vec<Job<W>>) {
@@ -249,15 +215,10 @@ impl<W: BatchedWrite> Batcher<W> {
                 Ok((ord, sent))
             })
             .await?;
-        let mut written = vec![None; jobs.len()];
-        for (ord, sent) in done {
-            let slot = usize::try_from(ord)
-                .ok()
-                .and_then(|ord| written.get_mut(ord))
-                .ok_or_else(|| DbErr::Custom(format!("the batch answered for write {ord}")))?;
-            *slot = Some(usize::try_from(sent).unwrap_or(0));
-        }
-        Ok(written)
+        let sent = done
+            .into_iter()
+            .map(|(ord, sent)| (i64::from(ord), usize::try_from(sent).unwrap_or(0)));
+        batching::by_place(jobs.len(), sent)
     }
 }
 

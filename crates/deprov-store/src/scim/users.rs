@@ -1,11 +1,14 @@
 //! SCIM users (RFC 7644 §3.3, §3.4.1, §3.5.1, §3.6) and the events their changes cause.
 
-use deprov_core::scim::{EventKind, ListQuery, ResourceKind, activity_transition};
+use deprov_core::scim::{
+    CompareOp, EventKind, Filter, FilterValue, ListQuery, ResourceKind, activity_transition,
+};
 use sea_orm::{ConnectionTrait, FromQueryResult};
 use tracing::instrument;
 
 use super::events::{NewEvent, change_with_event, record_event, snapshot};
 use super::list::list_rows;
+use super::read_batch::Key;
 use super::sql::Sql;
 use super::user_batch::{Creation, Deletion, Replacement, UserBatches};
 use super::{CreateOutcome, RequestContext, UserRecord, UserWrite, fold};
@@ -322,6 +325,24 @@ fn replacement(
     (replacement, new)
 }
 
+/// The userName a list asks for when it is exactly `userName eq "…"` (case-insensitively,
+/// as RFC 7643 defines userName), from the first result, unsorted: what identity providers
+/// send before every create. At most one user matches (userName is unique per tenant,
+/// case-insensitively), so the answer is that user or none, with its count.
+fn user_name_lookup(query: &ListQuery) -> Option<&str> {
+    let Some(Filter::Compare {
+        attr,
+        op: CompareOp::Eq,
+        value: FilterValue::String(name),
+    }) = &query.filter
+    else {
+        return None;
+    };
+    let plain = attr.path == ["userName"] && !attr.case_exact && attr.multi_valued_at.is_none();
+    let first_page = query.start_index <= 1 && query.count >= 1 && query.sort_by.is_none();
+    (plain && first_page).then_some(name.as_str())
+}
+
 /// PostgreSQL: writes `r` in `txn`, a single-statement write: the update and, with an
 /// event kind, the event and its deliveries ([`change_with_event`]). Returns the
 /// deliveries written, or `None` when the user changed (or went) since it was read.
@@ -445,6 +466,9 @@ impl Store {
         tenant_id: &str,
         id: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
+        if let Some(reads) = self.user_reads() {
+            return reads.read(tenant_id, Key::Id, id).await;
+        }
         // The text is the same on every call (and both backends): built once.
         static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             format!(
@@ -458,6 +482,50 @@ impl Store {
         sql.push(&SELECT);
         let rows = self.reader().rows::<UserRecord>(sql.build()).await?;
         Ok(rows.into_iter().next())
+    }
+
+    /// [`Store::get_user`] of the users `ids` and the `userName eq` lookups of `names` (each
+    /// with its tenant), all at once: on PostgreSQL as one batch (scim/read_batch.rs),
+    /// whatever else is queued; on SQLite one after the other. The users found, in the order
+    /// asked, ids first. For tests of what a batch does.
+    #[cfg(any(test, feature = "testing"))]
+    pub async fn read_users_together(
+        &self,
+        ids: Vec<(String, String)>,
+        names: Vec<(String, String)>,
+    ) -> Vec<Result<Option<UserRecord>, StoreError>> {
+        if let Some(reads) = self.user_reads() {
+            let ids = ids.into_iter().map(|(t, id)| (t, Key::Id, id));
+            let names = names
+                .into_iter()
+                .map(|(t, name)| (t, Key::FoldedName, fold(&name)));
+            return reads.read_together(ids.chain(names).collect()).await;
+        }
+        let mut read = Vec::with_capacity(ids.len() + names.len());
+        for (tenant_id, id) in ids {
+            read.push(self.get_user(&tenant_id, &id).await);
+        }
+        for (tenant_id, name) in names {
+            let query = ListQuery {
+                filter: Some(Filter::Compare {
+                    attr: deprov_core::scim::AttrRef {
+                        path: vec!["userName".to_owned()],
+                        kind: deprov_core::scim::AttrType::String,
+                        case_exact: false,
+                        multi_valued_at: None,
+                    },
+                    op: CompareOp::Eq,
+                    value: FilterValue::String(name),
+                }),
+                sort_by: None,
+                sort_order: deprov_core::scim::SortOrder::Ascending,
+                start_index: 1,
+                count: 10,
+            };
+            let found = self.list_users(&tenant_id, &query).await;
+            read.push(found.map(|(_, users)| users.into_iter().next()));
+        }
+        read
     }
 
     /// Replaces a user's attributes (PUT, RFC 7644 §3.5.1; also the result of a PATCH).
@@ -717,6 +785,11 @@ impl Store {
         tenant_id: &str,
         query: &ListQuery,
     ) -> Result<(u64, Vec<UserRecord>), StoreError> {
+        if let (Some(reads), Some(name)) = (self.user_reads(), user_name_lookup(query)) {
+            let found = reads.read(tenant_id, Key::FoldedName, &fold(name)).await?;
+            let rows: Vec<UserRecord> = found.into_iter().collect();
+            return Ok((rows.len() as u64, rows));
+        }
         list_rows::<UserRecord>(self, "users", ResourceKind::User, tenant_id, query).await
     }
 }
