@@ -27,17 +27,18 @@ pub(crate) trait Batching: Send + Sync + Sized + 'static {
 /// The jobs waiting for the next batch.
 pub(crate) struct JobQueue<J> {
     jobs: Mutex<VecDeque<J>>,
-    /// One permit: held by the task running batches.
+    /// A permit per task running batches.
     running: Arc<Semaphore>,
     /// Jobs per batch at most.
     max: usize,
 }
 
 impl<J> JobQueue<J> {
-    pub(crate) fn new(max: usize) -> Self {
+    /// At most `max` jobs per batch, and `runners` batches at a time.
+    pub(crate) fn new(max: usize, runners: usize) -> Self {
         Self {
             jobs: Mutex::new(VecDeque::new()),
-            running: Arc::new(Semaphore::new(1)),
+            running: Arc::new(Semaphore::new(runners.max(1))),
             max: max.max(1),
         }
     }

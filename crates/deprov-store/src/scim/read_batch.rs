@@ -24,6 +24,9 @@ use crate::{Backend, StoreError};
 /// Reads per statement at most.
 const MAX_BATCH: usize = 128;
 
+/// Batches of reads at a time.
+const RUNNERS: usize = 2;
+
 type Answer = Result<Option<UserRecord>, StoreError>;
 
 /// What a read looks a user up by.
@@ -112,7 +115,7 @@ impl UserReads {
     pub(crate) fn new(readers: Arc<ConnPool>) -> Self {
         Self {
             readers,
-            queue: JobQueue::new(MAX_BATCH),
+            queue: JobQueue::new(MAX_BATCH, RUNNERS),
         }
     }
 

@@ -136,7 +136,7 @@ impl<W: BatchedWrite> Batcher<W> {
     fn new(writers: Arc<ConnPool>) -> Self {
         Self {
             writers,
-            queue: JobQueue::new(MAX_BATCH),
+            queue: JobQueue::new(MAX_BATCH, 1),
         }
     }
 
