@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the scim2-tester compliance checks (PyPI scim2-cli: `scim2 … test`) against a real
 # `deprov serve` on a free loopback port, in a temporary directory with a fresh SQLite
-# database. Exits with the tester's status; always stops deprov.
+# database, or with SCIM2_TESTER_POSTGRES_URL set, in a fresh schema of that PostgreSQL
+# database (dropped afterwards). Exits with the tester's status; always stops deprov.
 #
 #   tests/interop/setup.sh && tests/interop/scim2-tester.sh [-v]
 #
@@ -21,6 +22,15 @@ command -v curl >/dev/null || { echo "scim2-tester: curl is needed" >&2; exit 2;
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/deprov-scim2-tester.XXXXXX")"
 pid=""
+db_url="sqlite://$work/deprov.db"
+schema=""
+if [[ -n "${SCIM2_TESTER_POSTGRES_URL:-}" ]]; then
+    command -v psql >/dev/null || { echo "scim2-tester: psql is needed for PostgreSQL" >&2; exit 2; }
+    schema="deprov_scim2_tester_$$"
+    psql -q "$SCIM2_TESTER_POSTGRES_URL" -c "CREATE SCHEMA $schema" >/dev/null
+    sep="?"; [[ "$SCIM2_TESTER_POSTGRES_URL" == *"?"* ]] && sep="&"
+    db_url="$SCIM2_TESTER_POSTGRES_URL${sep}options=-c%20search_path%3D$schema"
+fi
 cleanup() {
     local status=$?
     if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
@@ -36,6 +46,9 @@ cleanup() {
         tail -n 30 "$work/deprov.log"
     fi
     [[ -n "${DEPROV_INTEROP_KEEP:-}" ]] || rm -rf "$work"
+    if [[ -n "$schema" ]]; then
+        psql -q "$SCIM2_TESTER_POSTGRES_URL" -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true
+    fi
     exit $status
 }
 trap cleanup EXIT
@@ -50,7 +63,7 @@ url="http://127.0.0.1:$port"
     cd "$work"
     for v in $(compgen -e | grep '^DEPROV_' || true); do unset "$v"; done
     export DEPROV_LISTEN="127.0.0.1:$port" DEPROV_PUBLIC_URL="$url" \
-        DEPROV_DATABASE_URL="sqlite://$work/deprov.db"
+        DEPROV_DATABASE_URL="$db_url"
     exec "$bin" serve >"$work/stdout.log" 2>"$work/deprov.log"
 ) &
 pid=$!
@@ -68,7 +81,7 @@ for _ in $(seq 1 300); do
 done
 [[ -n "$base" ]] || { echo "scim2-tester: deprov did not become healthy within 30 s" >&2; exit 2; }
 
-echo "scim2-tester: $("$here/.venv/bin/pip" show scim2-tester 2>/dev/null | sed -n 's/^Version: /scim2-tester /p'), deprov at $base"
+echo "scim2-tester: $("$here/.venv/bin/pip" show scim2-tester 2>/dev/null | sed -n 's/^Version: /scim2-tester /p'), deprov at $base on ${db_url%%:*}"
 # The token goes through the environment, not the command line (visible to other users).
 status=0
 SCIM_CLI_HEADERS="Authorization: Bearer $token" NO_COLOR=1 \
