@@ -46,8 +46,8 @@ impl Key {
         }
     }
 
-    /// The statement for one user (`$1` the key, `$2` the tenant).
-    fn one(self) -> &'static str {
+    /// The statement for one user (`$1` the key, `$2` the tenant), on either backend.
+    pub(crate) fn one(self) -> &'static str {
         static BY: std::sync::LazyLock<[String; 2]> =
             std::sync::LazyLock::new(|| [Key::Id, Key::FoldedName].map(one_sql));
         &BY[self as usize]

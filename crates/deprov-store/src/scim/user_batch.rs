@@ -25,8 +25,7 @@
 use std::sync::Arc;
 
 use deprov_core::scim::EventKind;
-use sea_orm::sqlx::Row as _;
-use sea_orm::{DbErr, RuntimeErr};
+use sea_orm::DbErr;
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -35,6 +34,7 @@ use super::batching::{self, Batching, JobQueue, enqueue};
 use super::events::{bounded, delivery_rows_sql, snapshot_sql};
 use super::sql::Sql;
 use super::users::{create_alone, delete_alone, replace_alone};
+use crate::decode::Row as _;
 use crate::entity::user;
 use crate::postgres::ConnPool;
 use crate::{Backend, StoreError, WriteTxn, now_millis};
@@ -209,21 +209,13 @@ impl<W: BatchedWrite> Batcher<W> {
         sql.push(W::statement());
         let done = self
             .writers
-            .rows(&sql.build(), |row| {
-                let ord: i32 = row.try_get(0).map_err(decode_err)?;
-                let sent: i64 = row.try_get(1).map_err(decode_err)?;
-                Ok((ord, sent))
-            })
+            .rows(&sql.build(), |row| Ok((row.int(0)?, row.int(1)?)))
             .await?;
         let sent = done
             .into_iter()
-            .map(|(ord, sent)| (i64::from(ord), usize::try_from(sent).unwrap_or(0)));
+            .map(|(ord, sent)| (ord, usize::try_from(sent).unwrap_or(0)));
         batching::by_place(jobs.len(), sent)
     }
-}
-
-fn decode_err(e: sea_orm::sqlx::Error) -> DbErr {
-    DbErr::Query(RuntimeErr::SqlxError(e.into()))
 }
 
 /// The columns of an input row that describe the event a write records (`kind` null for
@@ -249,7 +241,7 @@ static EVENTS_AND_ANSWER: std::sync::LazyLock<String> = std::sync::LazyLock::new
          c.method, c.path, c.at FROM changed c WHERE c.kind IS NOT NULL \
          RETURNING id, tenant_id, user_id, occurred_at), \
          sent AS ({deliveries}) \
-         SELECT c.ord, (SELECT count(*) FROM sent s WHERE s.event_id = c.event_id) AS sent \
+         SELECT c.ord::bigint, (SELECT count(*) FROM sent s WHERE s.event_id = c.event_id) AS sent \
          FROM changed c",
         snapshot_sql("c"),
     )
@@ -393,7 +385,7 @@ impl BatchedWrite for Creation {
          AND e.tenant_id = i.tenant_id AND (e.user_name_folded = i.user_name_folded \
          OR e.external_id = i.external_id)) \
          ON CONFLICT DO NOTHING RETURNING id) \
-         SELECT i.ord, 0::bigint FROM inserted n JOIN input i ON i.id = n.id"
+         SELECT i.ord::bigint, 0::bigint FROM inserted n JOIN input i ON i.id = n.id"
     }
 
     fn row(&self, ord: usize, _at: i64) -> serde_json::Value {

@@ -13,7 +13,6 @@ use super::sql::Sql;
 use super::user_batch::{Creation, Deletion, Replacement, UserBatches};
 use super::{CreateOutcome, RequestContext, UserRecord, UserWrite, fold};
 use crate::WriteTxn;
-use crate::decode::Decode as _;
 use crate::entity::user;
 use crate::error::is_unique_violation;
 use crate::{Backend, Store, StoreError, now_millis};
@@ -469,17 +468,10 @@ impl Store {
         if let Some(reads) = self.user_reads() {
             return reads.read(tenant_id, Key::Id, id).await;
         }
-        // The text is the same on every call (and both backends): built once.
-        static SELECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!(
-                "SELECT {} FROM users u WHERE u.id = $1 AND u.tenant_id = $2",
-                UserRecord::select("u")
-            )
-        });
         let mut sql = Sql::new(self.backend());
         let (i, t) = (sql.bind(id.to_owned()), sql.bind(tenant_id.to_owned()));
         debug_assert_eq!((i.as_str(), t.as_str()), ("$1", "$2"));
-        sql.push(&SELECT);
+        sql.push(Key::Id.one());
         let rows = self.reader().rows::<UserRecord>(sql.build()).await?;
         Ok(rows.into_iter().next())
     }
@@ -571,12 +563,12 @@ impl Store {
     ) -> Result<UserRecord, StoreError> {
         let backend = self.backend();
         let old = seen_row(ctx, seen);
-        let transition = activity_transition(old.active, write.active);
         if let Some(batches) = self.user_batches() {
             let (replacement, new) = replacement(ctx, old, write);
             let written = batches.replace.write(replacement).await;
             return self.replaced(written, seen.version, new);
         }
+        let transition = activity_transition(old.active, write.active);
         // Without a change of `active` there is no event to write: the update is the
         // whole write (what most attribute syncs from an identity provider are).
         let txn = match transition {
