@@ -146,6 +146,7 @@ impl Running {
         })
         // Signals are handled by the caller, which owns the order of shutdown.
         .disable_signals()
+        .workers(config.http_workers())
         .shutdown_timeout(config.shutdown_timeout_secs)
         .listen(listener)?
         .run();

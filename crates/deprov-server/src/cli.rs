@@ -469,6 +469,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         listen = %running.local_addr(),
         public_url = %config.public_url(),
         console = config.console.enabled,
+        http_workers = config.http_workers(),
         "deprov is serving"
     );
     wait_for_signal().await;
