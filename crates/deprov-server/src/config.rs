@@ -400,6 +400,7 @@ impl Config {
                 .unwrap_or_else(|_| "[invalid]".to_owned());
             obj.insert("database_url".into(), serde_json::Value::String(db));
             obj.insert("public_url".into(), self.public_url().into());
+            obj.insert("http_workers".into(), self.http_workers().into());
             if self.key_encryption_key.is_some() {
                 obj.insert("key_encryption_key".into(), "[redacted]".into());
             }
@@ -632,8 +633,10 @@ mod tests {
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert_eq!(loaded.config.http_workers(), 3);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let auto = Config::load_from(None, env(&[]))?.config.http_workers();
-        assert_eq!(auto, (cpus - 1).max(1));
+        let auto = Config::load_from(None, env(&[]))?.config;
+        assert_eq!(auto.http_workers(), (cpus - 1).max(1));
+        // check-config shows the count in effect.
+        assert_eq!(auto.redacted_json()["http_workers"], (cpus - 1).max(1));
         Ok(())
     }
 
