@@ -358,7 +358,7 @@ impl Config {
     ///
     /// A SCIM request costs little CPU next to what its TCP round trips cost the kernel,
     /// and each worker that sleeps and wakes adds to that cost. On 2 cores shared with
-    /// PostgreSQL and the load generator, one worker served GETs 13–18 % faster than two,
+    /// PostgreSQL and the load generator, one worker served reads 12–19 % faster than two,
     /// and PostgreSQL writes 15 % faster (README, "Benchmarks"). The CPU left over runs
     /// the rest: the database when local, SQLite's writer, the delivery worker's signing.
     pub fn http_workers(&self) -> usize {
