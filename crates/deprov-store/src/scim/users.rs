@@ -426,12 +426,7 @@ impl Store {
                 let creation = Creation { new: model.clone() };
                 batches.create.write(creation).await?.is_some()
             }
-            None => {
-                let txn = self.begin_single_write().await?;
-                let inserted = insert(&txn, backend, &model, true).await?;
-                self.commit(txn).await?;
-                inserted
-            }
+            None => self.insert_unmatched(&model).await?,
         };
         if inserted {
             return Ok((model.into(), CreateOutcome::Created));
@@ -625,13 +620,7 @@ impl Store {
         let Some(batches) = self.user_batches() else {
             let mut done = Vec::with_capacity(creations.len());
             for c in creations {
-                let inserted = async {
-                    let txn = self.begin_single_write().await?;
-                    let inserted = insert(&txn, self.backend(), &c.new, true).await?;
-                    self.commit(txn).await?;
-                    Ok(inserted)
-                };
-                done.push(inserted.await);
+                done.push(self.insert_unmatched(&c.new).await);
             }
             return done;
         };
@@ -670,6 +659,14 @@ impl Store {
             .into_iter()
             .map(|w| w.map(|w| w.is_some()))
             .collect()
+    }
+
+    /// [`insert`] of `model` unless a user matches it, as a write of its own (SQLite).
+    async fn insert_unmatched(&self, model: &user::Model) -> Result<bool, StoreError> {
+        let txn = self.begin_single_write().await?;
+        let inserted = insert(&txn, self.backend(), model, true).await?;
+        self.commit(txn).await?;
+        Ok(inserted)
     }
 
     /// The answer to a batched replacement: the user it wrote, its deliveries' worker woken.
