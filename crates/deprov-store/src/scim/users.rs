@@ -460,13 +460,24 @@ impl Store {
         tenant_id: &str,
         id: &str,
     ) -> Result<Option<UserRecord>, StoreError> {
+        self.read_user(tenant_id, Key::Id, id).await
+    }
+
+    /// The user of `tenant_id` whose `key` is `value`: on PostgreSQL in a read batch, on
+    /// SQLite by one prepared statement in place.
+    async fn read_user(
+        &self,
+        tenant_id: &str,
+        key: Key,
+        value: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
         if let Some(reads) = self.user_reads() {
-            return reads.read(tenant_id, Key::Id, id).await;
+            return reads.read(tenant_id, key, value).await;
         }
         let mut sql = Sql::new(self.backend());
-        let (i, t) = (sql.bind(id.to_owned()), sql.bind(tenant_id.to_owned()));
-        debug_assert_eq!((i.as_str(), t.as_str()), ("$1", "$2"));
-        sql.push(Key::Id.one());
+        let (k, t) = (sql.bind(value.to_owned()), sql.bind(tenant_id.to_owned()));
+        debug_assert_eq!((k.as_str(), t.as_str()), ("$1", "$2"));
+        sql.push(key.one());
         let rows = self.reader().rows::<UserRecord>(sql.build()).await?;
         Ok(rows.into_iter().next())
     }
@@ -774,8 +785,10 @@ impl Store {
         tenant_id: &str,
         query: &ListQuery,
     ) -> Result<(u64, Vec<UserRecord>), StoreError> {
-        if let (Some(reads), Some(name)) = (self.user_reads(), user_name_lookup(query)) {
-            let found = reads.read(tenant_id, Key::FoldedName, &fold(name)).await?;
+        if let Some(name) = user_name_lookup(query) {
+            let found = self
+                .read_user(tenant_id, Key::FoldedName, &fold(name))
+                .await?;
             let rows: Vec<UserRecord> = found.into_iter().collect();
             return Ok((rows.len() as u64, rows));
         }
