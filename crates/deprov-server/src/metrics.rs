@@ -20,6 +20,7 @@
 //! the HTTP methods SCIM uses, else `other`), the status code, the target kind, the outcome
 //! and the event kind.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,9 +28,10 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use deprov_core::scim::EventKind;
 use deprov_revocation::worker::{DeliveryObserver, Settled};
+use deprov_scim::RoutePattern;
 use deprov_store::outbox::Settle;
 use deprov_store::stats::MetricsSnapshot;
 use deprov_store::{SqliteWrites, Store};
@@ -59,14 +61,14 @@ const DELIVERY_BUCKETS: [f64; 18] = [
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
+    route: Cow<'static, str>,
     method: &'static str,
     status: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: Cow<'static, str>,
     method: &'static str,
 }
 
@@ -156,7 +158,13 @@ impl Metrics {
         })
     }
 
-    fn record_request(&self, route: String, method: &'static str, status: u16, took: Duration) {
+    fn record_request(
+        &self,
+        route: Cow<'static, str>,
+        method: &'static str,
+        status: u16,
+        took: Duration,
+    ) {
         self.scim_duration
             .get_or_create(&RouteLabels {
                 route: route.clone(),
@@ -361,8 +369,9 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// Counts and times every request under `/scim/`, labelled by the route pattern actix
-/// matched. Wrapped around the whole app (so that it sees the pattern after routing) and
-/// ignoring everything else.
+/// matched: the SCIM resource's [`RoutePattern`] (static), else what actix rebuilds for a
+/// route without one. Wrapped around the whole app (so that it sees the pattern after
+/// routing) and ignoring everything else.
 pub async fn scim_middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -375,16 +384,25 @@ pub async fn scim_middleware(
     let started = Instant::now();
     let result = next.call(req).await;
     let (route, status) = match &result {
-        Ok(res) => (res.request().match_pattern(), res.status().as_u16()),
-        Err(e) => (None, e.as_response_error().status_code().as_u16()),
+        Ok(res) => (route_label(res.request()), res.status().as_u16()),
+        Err(e) => (
+            Cow::Borrowed(UNMATCHED_ROUTE),
+            e.as_response_error().status_code().as_u16(),
+        ),
     };
-    metrics.record_request(
-        route.unwrap_or_else(|| UNMATCHED_ROUTE.to_owned()),
-        method,
-        status,
-        started.elapsed(),
-    );
+    metrics.record_request(route, method, status, started.elapsed());
     result
+}
+
+/// The route label of a request that was answered.
+fn route_label(req: &HttpRequest) -> Cow<'static, str> {
+    let Some(RoutePattern(pattern)) = req.app_data::<RoutePattern>() else {
+        return req
+            .match_pattern()
+            .map_or(Cow::Borrowed(UNMATCHED_ROUTE), Cow::Owned);
+    };
+    debug_assert_eq!(req.match_pattern().as_deref(), Some(*pattern));
+    Cow::Borrowed(pattern)
 }
 
 /// `GET /metrics`.
