@@ -203,7 +203,21 @@ db_test!(
             assert!(writes >= 3.0, "{text}");
             assert!((1.0..=writes).contains(&batches), "{text}");
             assert!((1.0..=batches).contains(&fsyncs), "{text}");
-        } else {
+        }
+        // The checkpoint thread's work, on SQLite only (when it last ran is its own business).
+        for series in [
+            "deprov_sqlite_wal_checkpoints_total",
+            "deprov_sqlite_wal_pages",
+            "deprov_sqlite_wal_pages_left",
+        ] {
+            let value = sample(&text, series);
+            if backend == deprov_store::Backend::Sqlite {
+                assert!(value.is_some_and(|v| v >= 0.0), "{series}:\n{text}");
+            } else {
+                assert_eq!(value, None, "{series}:\n{text}");
+            }
+        }
+        if backend != deprov_store::Backend::Sqlite {
             assert_eq!((writes, batches, fsyncs), (None, None, None), "{text}");
         }
         // Event → delivered on 127.0.0.1 takes milliseconds, not seconds.

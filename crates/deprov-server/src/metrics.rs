@@ -8,7 +8,8 @@
 //!   reported by the worker through [`DeliveryObserver`].
 //! - **Counted by the SQLite store of this process** (reset when it restarts): writes, the
 //!   transactions they were batched into, and the WAL fsyncs that made those durable; writes
-//!   per fsync is how much group commit saves (write_batch.rs, wal_sync.rs).
+//!   per fsync is how much group commit saves (write_batch.rs, wal_sync.rs). Also the WAL
+//!   checkpoints and the WAL's size at the last one (checkpoint.rs).
 //! - **Read from the database at scrape time** (the same on every replica; aggregate with
 //!   `max`): events by kind, queue depth, the age of the oldest waiting delivery and the dead
 //!   letters. Several replicas share one PostgreSQL and any of them may record an event or
@@ -278,9 +279,29 @@ impl Collector for SqliteReading {
                 "fsyncs of the SQLite WAL by this process, each making one or more batches durable",
                 w.fsyncs,
             ),
+            (
+                "deprov_sqlite_wal_checkpoints",
+                "SQLite WAL checkpoints run by this process's checkpoint thread",
+                w.checkpoints,
+            ),
         ] {
             let counter = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(n).encode(counter)?;
+        }
+        for (name, help, n) in [
+            (
+                "deprov_sqlite_wal_pages",
+                "Size of the SQLite WAL in pages at the last checkpoint (the writer checkpoints inside a commit at 20000)",
+                w.wal_pages,
+            ),
+            (
+                "deprov_sqlite_wal_pages_left",
+                "WAL pages the last checkpoint could not copy because a reader still needed them",
+                w.wal_pages_left,
+            ),
+        ] {
+            let g = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(gauge(n)).encode(g)?;
         }
         Ok(())
     }

@@ -99,7 +99,23 @@ impl Checkpointer {
     /// Checkpoints run so far and the last one's result, for tests.
     #[cfg(test)]
     pub(crate) fn progress(&self) -> (u64, Option<(i64, i64, i64)>) {
-        let s = self.shared.lock();
+        self.watch().progress()
+    }
+
+    /// A handle that reads [`Checkpointer::progress`] without the writer's lock.
+    pub(crate) fn watch(&self) -> CheckpointWatch {
+        CheckpointWatch(self.shared.clone())
+    }
+}
+
+/// What the checkpoint thread has done, for metrics.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckpointWatch(Arc<Shared>);
+
+impl CheckpointWatch {
+    /// Checkpoints run so far and the last one's `(busy, wal pages, pages checkpointed)`.
+    pub(crate) fn progress(&self) -> (u64, Option<(i64, i64, i64)>) {
+        let s = self.0.lock();
         (s.runs, s.last)
     }
 }

@@ -130,6 +130,13 @@ pub struct SqliteWrites {
     pub batches: u64,
     /// fsyncs of the WAL, each making one or more batches durable.
     pub fsyncs: u64,
+    /// WAL checkpoints run by the checkpoint thread (checkpoint.rs).
+    pub checkpoints: u64,
+    /// The WAL's size in pages at the last checkpoint, and the pages it could not copy
+    /// because a reader still needed them. A WAL that grows towards 20,000 pages means the
+    /// thread falls behind, and the writer then checkpoints inside a commit.
+    pub wal_pages: u64,
+    pub wal_pages_left: u64,
 }
 
 /// Handles to the database. Cheap to clone.
@@ -445,11 +452,19 @@ impl Store {
     /// was opened; `None` on PostgreSQL.
     pub fn sqlite_writes(&self) -> Option<SqliteWrites> {
         match &self.writes {
-            Writes::Sqlite(b) => Some(SqliteWrites {
-                writes: b.writes(),
-                batches: b.commits(),
-                fsyncs: b.fsyncs(),
-            }),
+            Writes::Sqlite(b) => {
+                let (checkpoints, last) = b.checkpoints();
+                let (_, pages, copied) = last.unwrap_or_default();
+                let count = |n: i64| u64::try_from(n).unwrap_or(0);
+                Some(SqliteWrites {
+                    writes: b.writes(),
+                    batches: b.commits(),
+                    fsyncs: b.fsyncs(),
+                    checkpoints,
+                    wal_pages: count(pages),
+                    wal_pages_left: count(pages - copied),
+                })
+            }
             Writes::Postgres(_) => None,
         }
     }

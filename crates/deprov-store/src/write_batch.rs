@@ -33,7 +33,7 @@ use sea_orm::{
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
 use crate::StoreError;
-use crate::checkpoint::Checkpointer;
+use crate::checkpoint::{CheckpointWatch, Checkpointer};
 use crate::postgres;
 use crate::sqlite::Conn;
 use crate::wal_sync::WalSync;
@@ -141,6 +141,7 @@ pub(crate) struct WriteBatcher {
     state: Arc<Mutex<State>>,
     counts: Arc<Counts>,
     wal_sync: Arc<WalSync>,
+    checkpoints: CheckpointWatch,
 }
 
 /// Writes begun and batches committed so far, readable without the write connection.
@@ -273,6 +274,7 @@ async fn flush(state: Arc<Mutex<State>>, batch: Arc<Batch>) {
 impl WriteBatcher {
     pub(crate) fn new(conn: Conn, checkpointer: Checkpointer, wal_sync: Arc<WalSync>) -> Self {
         let counts = Arc::new(Counts::default());
+        let checkpoints = checkpointer.watch();
         Self {
             state: Arc::new(Mutex::new(State {
                 conn,
@@ -284,7 +286,13 @@ impl WriteBatcher {
             })),
             counts,
             wal_sync,
+            checkpoints,
         }
+    }
+
+    /// WAL checkpoints run so far and the last one's `(busy, wal pages, pages copied)`.
+    pub(crate) fn checkpoints(&self) -> (u64, Option<(i64, i64, i64)>) {
+        self.checkpoints.progress()
     }
 
     /// How many writes have begun.
