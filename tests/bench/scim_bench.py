@@ -9,9 +9,10 @@ fsync rate of the data directories, and with PostgreSQL, pgbench's simple-update
 rate for a write transaction of the same shape) and select-only (its rate for a GET's one
 SELECT by key). The ceiling is measured right before and right after each backend's reads,
 and each read is judged against the mean of those two: on a machine whose speed drifts
-within a run, a ceiling measured minutes earlier would judge the drift. Also the in-memory SCIM servers the issue
-compares deprov with, scim2-server (Python) and scimmy (node), seeded with the same users and
-measured with the same GET and filter (tests/bench/reference; BENCH_REFERENCES=0 skips them).
+within a run, a ceiling measured minutes earlier would judge the drift. Also the in-memory
+SCIM servers the issue compares deprov with, scim2-server (Python) and scimmy (node), seeded
+with the same users and measured with the same GET and filter (tests/bench/reference;
+BENCH_REFERENCES=0 skips them).
 Prints a Markdown table and the ratios the issue asks for; writes everything as JSON to
 $BENCH_DIR/scim-results.json.
 """

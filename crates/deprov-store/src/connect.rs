@@ -132,10 +132,10 @@ pub struct SqliteWrites {
     pub fsyncs: u64,
     /// WAL checkpoints run by the checkpoint thread (checkpoint.rs).
     pub checkpoints: u64,
-    /// The WAL's size in pages at the last checkpoint, and the pages it could not copy
-    /// because a reader still needed them. A WAL that grows towards 20,000 pages means the
-    /// thread falls behind, and the writer then checkpoints inside a commit.
+    /// The WAL's size in pages at the last checkpoint. A WAL that grows towards 20,000
+    /// pages means the thread falls behind, and the writer then checkpoints inside a commit.
     pub wal_pages: u64,
+    /// The pages the last checkpoint could not copy because a reader still needed them.
     pub wal_pages_left: u64,
 }
 
