@@ -6,11 +6,6 @@
 use sea_orm::DbErr;
 use sea_orm::sqlx::Row as _;
 use sea_orm::sqlx::postgres::PgRow;
-use sea_orm::sqlx::types::Json;
-use serde_json::value::RawValue;
-
-use crate::scim::Document;
-
 /// A driver's row, read by column position.
 pub(crate) trait Row {
     fn text(&self, i: usize) -> Result<String, DbErr>;
@@ -18,8 +13,6 @@ pub(crate) trait Row {
     fn int(&self, i: usize) -> Result<i64, DbErr>;
     fn boolean(&self, i: usize) -> Result<bool, DbErr>;
     fn json(&self, i: usize) -> Result<serde_json::Value, DbErr>;
-    /// A JSON column's text, not parsed.
-    fn json_text(&self, i: usize) -> Result<Document, DbErr>;
 }
 
 /// A row type decoded by position. Its SELECTs list [`Decode::COLUMNS`], in order, before
@@ -83,19 +76,6 @@ impl Row for rusqlite::Row<'_> {
             )),
         }
     }
-
-    fn json_text(&self, i: usize) -> Result<Document, DbErr> {
-        use rusqlite::types::ValueRef;
-        match self.get_ref(i).map_err(|e| column_err(i, e))? {
-            ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8(t.to_vec())
-                .map(Document::from_text)
-                .map_err(|e| column_err(i, e)),
-            other => Err(column_err(
-                i,
-                format!("JSON expected, found {:?}", other.data_type()),
-            )),
-        }
-    }
 }
 
 impl Row for PgRow {
@@ -117,11 +97,5 @@ impl Row for PgRow {
 
     fn json(&self, i: usize) -> Result<serde_json::Value, DbErr> {
         self.try_get(i).map_err(|e| column_err(i, e))
-    }
-
-    fn json_text(&self, i: usize) -> Result<Document, DbErr> {
-        self.try_get::<Json<Box<RawValue>>, _>(i)
-            .map(|Json(raw)| Document::from_text(String::from(Box::<str>::from(raw))))
-            .map_err(|e| column_err(i, e))
     }
 }

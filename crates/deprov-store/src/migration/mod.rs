@@ -11,6 +11,7 @@ mod m20261202_000200_assertion_jtis;
 mod m20261202_000300_wide_integers;
 mod m20261206_000001_waiting_by_target;
 mod m20261206_000002_room_for_leases;
+mod m20261207_000001_user_resource_text;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000300_wide_integers::Migration),
             Box::new(m20261206_000001_waiting_by_target::Migration),
             Box::new(m20261206_000002_room_for_leases::Migration),
+            Box::new(m20261207_000001_user_resource_text::Migration),
         ]
     }
 }

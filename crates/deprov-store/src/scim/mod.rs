@@ -165,7 +165,9 @@ impl Decode for UserRecord {
         "external_id",
         "display_name",
         "active",
-        "resource",
+        // The document as text (migration m20261207_000001): PostgreSQL copies it out
+        // rather than printing its jsonb.
+        "resource_text",
         "version",
         "created_at",
         "updated_at",
@@ -184,7 +186,7 @@ impl Decode for UserRecord {
             external_id: row.text_or_null(2)?,
             display_name: row.text_or_null(3)?,
             active: row.boolean(4)?,
-            resource: row.json_text(5)?,
+            resource: Document::from_text(row.text(5)?),
             version: row.int(6)?,
             created_at: row.int(7)?,
             updated_at: row.int(8)?,
@@ -201,7 +203,7 @@ impl FromQueryResult for UserRecord {
             external_id: res.try_get(pre, "external_id")?,
             display_name: res.try_get(pre, "display_name")?,
             active: res.try_get(pre, "active")?,
-            resource: Document::from_value(&res.try_get::<JsonValue>(pre, "resource")?),
+            resource: Document::from_text(res.try_get(pre, "resource_text")?),
             version: res.try_get(pre, "version")?,
             created_at: res.try_get(pre, "created_at")?,
             updated_at: res.try_get(pre, "updated_at")?,
