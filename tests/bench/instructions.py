@@ -4,7 +4,8 @@ figures on a shared 2-core machine are not (a change is measured in instructions
     python3 tests/bench/instructions.py BIN_DIR OP N     # OP: GET | filter | PATCH | POST | DELETE
 
 BIN_DIR holds a `deprov` binary (target/release). Starts `deprov serve` under callgrind on a
-fresh SQLite database, creates users, warms up, zeroes the counters, sends N requests of OP
+fresh SQLite database (or, with INSTR_PG_URL=postgres://…, a new schema there, dropped after;
+deprov's instructions only, and one read per batch since the requests come one at a time), creates users, warms up, zeroes the counters, sends N requests of OP
 one after another, dumps, and prints instructions per request (all threads, user space).
 """
 import base64, http.client, json, os, subprocess, sys, tempfile, time, glob
@@ -13,7 +14,15 @@ BIN = os.path.join(bindir, "deprov")
 work = tempfile.mkdtemp(prefix="cg-")
 port = int(os.environ.get("BENCH_PORT", "28555"))
 env = {k: v for k, v in os.environ.items() if not k.startswith("DEPROV_") and k != "RUST_LOG"}
-env.update({"DEPROV_LISTEN": f"127.0.0.1:{port}", "DEPROV_DATABASE_URL": f"sqlite://{work}/d.db",
+pg_url, schema = os.environ.get("INSTR_PG_URL"), f"deprov_instr_{os.getpid()}"
+def psql(sql):
+    subprocess.run(["psql", pg_url, "-qc", sql], check=True, capture_output=True)
+if pg_url:
+    psql(f"CREATE SCHEMA {schema}")
+    db_url = f"{pg_url}{'&' if '?' in pg_url else '?'}options=-c%20search_path%3D{schema}"
+else:
+    db_url = f"sqlite://{work}/d.db"
+env.update({"DEPROV_LISTEN": f"127.0.0.1:{port}", "DEPROV_DATABASE_URL": db_url,
             "DEPROV_LOG_LEVEL": "warn", "DEPROV_ALLOW_INSECURE_TARGETS": "true",
             "DEPROV_KEY_ENCRYPTION_KEY": base64.b64encode(b"k" * 32).decode()})
 def cli(*a):
@@ -52,6 +61,8 @@ for i in range(n):
 subprocess.run(["callgrind_control", "-d", str(p.pid)], capture_output=True)
 time.sleep(1)
 p.terminate(); p.wait(timeout=120)
+if pg_url:
+    psql(f"DROP SCHEMA {schema} CASCADE")
 dumps = sorted(glob.glob(out + "*"))
 tot = 0
 for f in dumps:
