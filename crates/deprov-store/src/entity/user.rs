@@ -23,3 +23,15 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// The model's columns, for the raw SELECTs that read a [`Model`]: `SELECT *` would also
+/// read `resource_text`, the generated copy of `resource` that only reads answer with.
+pub(crate) fn select_list() -> &'static str {
+    static LIST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        <Column as sea_orm::Iterable>::iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    &LIST
+}

@@ -269,8 +269,9 @@ async fn record_removals(
         let mut sql = Sql::new(backend);
         let t = sql.bind(ctx.tenant_id.clone());
         let set = sql.bind_set(chunk.iter().cloned());
+        let cols = user::select_list();
         sql.push(&format!(
-            "SELECT * FROM users WHERE tenant_id = {t} AND id IN ({set})"
+            "SELECT {cols} FROM users WHERE tenant_id = {t} AND id IN ({set})"
         ));
         for u in user::Model::find_by_statement(sql.build()).all(txn).await? {
             users.insert(u.id.clone(), u);

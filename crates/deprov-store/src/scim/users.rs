@@ -44,8 +44,9 @@ async fn lock_user(
     let mut sql = Sql::new(backend);
     let (i, t) = (sql.bind(id.to_owned()), sql.bind(tenant_id.to_owned()));
     let lock = sql.for_update();
+    let cols = user::select_list();
     sql.push(&format!(
-        "SELECT * FROM users WHERE id = {i} AND tenant_id = {t}{lock}"
+        "SELECT {cols} FROM users WHERE id = {i} AND tenant_id = {t}{lock}"
     ));
     Ok(user::Model::find_by_statement(sql.build()).one(txn).await?)
 }
@@ -65,8 +66,9 @@ async fn lock_match(
         sql.bind(fold(&write.user_name)),
     );
     let lock = sql.for_update();
+    let cols = user::select_list();
     sql.push(&format!(
-        "SELECT * FROM users WHERE tenant_id = {t} AND user_name_folded = {n}{lock}"
+        "SELECT {cols} FROM users WHERE tenant_id = {t} AND user_name_folded = {n}{lock}"
     ));
     if let Some(found) = user::Model::find_by_statement(sql.build()).one(txn).await? {
         return Ok(Some(found));
@@ -81,8 +83,9 @@ async fn lock_match(
     );
     let order = if write.active { "ASC" } else { "DESC" };
     let lock = sql.for_update();
+    let cols = user::select_list();
     sql.push(&format!(
-        "SELECT * FROM users WHERE tenant_id = {t} AND external_id = {e} \
+        "SELECT {cols} FROM users WHERE tenant_id = {t} AND external_id = {e} \
          ORDER BY active {order}, created_at DESC, id LIMIT 1{lock}"
     ));
     Ok(user::Model::find_by_statement(sql.build()).one(txn).await?)
