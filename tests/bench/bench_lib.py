@@ -331,8 +331,11 @@ class Deprov:
             raise ValueError(backend)
         self.env = dict(os.environ)
         for k in list(self.env):
-            # Settings under test (DEPROV_DELIVERY__*, DEPROV_SCIM__*) pass; nothing else.
-            if k.startswith("DEPROV_") and not k.startswith(("DEPROV_DELIVERY__", "DEPROV_SCIM__")):
+            # Settings under test (DEPROV_DELIVERY__*, DEPROV_SCIM__*, DEPROV_HTTP_WORKERS) pass;
+            # nothing else.
+            if k.startswith("DEPROV_") and not k.startswith(
+                ("DEPROV_DELIVERY__", "DEPROV_SCIM__", "DEPROV_HTTP_WORKERS")
+            ):
                 del self.env[k]
         self.env.update(
             {
