@@ -44,7 +44,7 @@ pub struct Config {
     pub log_level: String,
     /// How long shutdown waits for in-flight requests and workers, in seconds.
     pub shutdown_timeout_secs: u64,
-    /// Threads serving HTTP. Unset: one fewer than the CPUs, at least one
+    /// Threads serving HTTP. Unset: one per CPU on SQLite, one fewer on PostgreSQL
     /// ([`Config::http_workers`]).
     pub http_workers: Option<usize>,
     /// Base64 of 32 random bytes: encrypts signing keys at rest. When unset, a key file
@@ -354,18 +354,22 @@ impl Config {
         Ok(())
     }
 
-    /// The threads serving HTTP: `http_workers`, or one fewer than the CPUs, at least one.
+    /// The threads serving HTTP: `http_workers`, or else one per CPU on SQLite and one
+    /// fewer than the CPUs (at least one) on PostgreSQL.
     ///
-    /// A SCIM request costs little CPU next to what its TCP round trips cost the kernel,
-    /// and each worker that sleeps and wakes adds to that cost. On 2 cores shared with
-    /// PostgreSQL and the load generator, one worker served reads 12–19 % faster than two,
-    /// and PostgreSQL writes 15 % faster (README, "Benchmarks"). The CPU left over runs
-    /// the rest: the database when local, SQLite's writer, the delivery worker's signing.
+    /// On SQLite a read runs in the HTTP worker that serves it: a worker per CPU lets reads
+    /// use every core. On 2 cores shared with the load generator, two workers served
+    /// SQLite reads 16–20 % faster than one (five alternating pairs of runs), and writes
+    /// faster in 11 pairs of 12 (README, "Benchmarks"). On PostgreSQL each read also wakes
+    /// a backend that needs a core of its own: there two workers spent more CPU per read
+    /// than one and served fewer.
     pub fn http_workers(&self) -> usize {
         self.http_workers.unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get().saturating_sub(1))
-                .max(1)
+            let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+            match self.database() {
+                Ok(DatabaseLocation::Sqlite(_)) => cpus,
+                _ => cpus.saturating_sub(1).max(1),
+            }
         })
     }
 
@@ -628,15 +632,20 @@ mod tests {
     }
 
     #[test]
-    fn http_workers_are_set_or_one_fewer_than_the_cpus() -> Result<(), ConfigError> {
+    fn http_workers_are_set_or_follow_the_cpus_and_the_database() -> Result<(), ConfigError> {
         let loaded = Config::load_from(None, env(&[("DEPROV_HTTP_WORKERS", "3")]))?;
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert_eq!(loaded.config.http_workers(), 3);
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let auto = Config::load_from(None, env(&[]))?.config;
-        assert_eq!(auto.http_workers(), (cpus - 1).max(1));
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        // SQLite (the default database): one per CPU.
+        let sqlite = Config::load_from(None, env(&[]))?.config;
+        assert_eq!(sqlite.http_workers(), cpus);
         // check-config shows the count in effect.
-        assert_eq!(auto.redacted_json()["http_workers"], (cpus - 1).max(1));
+        assert_eq!(sqlite.redacted_json()["http_workers"], cpus);
+        // PostgreSQL: one fewer, at least one.
+        let pg = env(&[("DEPROV_DATABASE_URL", "postgres://127.0.0.1/deprov")]);
+        let postgres = Config::load_from(None, pg)?.config;
+        assert_eq!(postgres.http_workers(), (cpus - 1).max(1));
         Ok(())
     }
 
