@@ -11,8 +11,9 @@ SELECT by key). The ceiling is measured right before and right after each backen
 and each read is judged against the mean of those two: on a machine whose speed drifts
 within a run, a ceiling measured minutes earlier would judge the drift. Also the in-memory
 SCIM servers the issue compares deprov with, scim2-server (Python) and scimmy (node), seeded
-with the same users and measured with the same GET and filter (tests/bench/reference;
-BENCH_REFERENCES=0 skips them).
+with the same users before deprov's runs and measured with the same GET and filter right
+after each backend's reads, for the same reason (tests/bench/reference; BENCH_REFERENCES=0
+skips them).
 Prints a Markdown table and the ratios the issue asks for; writes everything as JSON to
 $BENCH_DIR/scim-results.json.
 """
@@ -91,10 +92,13 @@ def run(backends: list[str]):
             results["pgbench_select"] = pgbench_rate(SECS, C_HIGH, WRK_THREADS, "select-only")
             log(f"   {results['pgbench_select']}")
 
-    for backend in backends:
-        run_backend(backend, root, results)
-    if REFERENCES:
-        run_references(root, results)
+    refs = start_references(root, results) if REFERENCES else []
+    try:
+        for backend in backends:
+            run_backend(backend, root, results, refs)
+    finally:
+        for ref in refs:
+            ref["proc"].stop()
 
     with step("fsync rate again, after the runs (how much it drifted)"):
         results["fsync"]["sqlite_dir_after"] = fsync_rate(root, 3.0, "append")
@@ -152,7 +156,7 @@ def sqlite_write_counts() -> dict | None:
     return values if len(values) == len(names) else None
 
 
-def run_backend(backend: str, root: Path, results: dict):
+def run_backend(backend: str, root: Path, results: dict, refs: list[dict]):
     work = root / backend
     d = Deprov(backend, work, PORT)
     try:
@@ -213,6 +217,7 @@ def run_backend(backend: str, root: Path, results: dict):
                     measure(results, "filter", backend, conns, d, url, "filter.lua", [users_path, work / "names.txt"], [auth], work)
         if reads:
             ceiling("after")
+            measure_references(refs, results, backend)
         if "PATCH" in OPS:
             with step(f"{backend}: PATCH active"):
                 for conns in CONNS:
@@ -258,24 +263,30 @@ def run_backend(backend: str, root: Path, results: dict):
         d.drop()
 
 
-def run_references(root: Path, results: dict):
-    """scim2-server and scimmy, in memory, seeded with the users deprov had and measured with
-    the same wrk scripts at c=C_HIGH: the reads the issue asks deprov to beat by 20×."""
+def start_references(root: Path, results: dict) -> list[dict]:
+    """scim2-server and scimmy, in memory, seeded with the users deprov gets: the reads the
+    issue asks deprov to beat by 20×. They are seeded first and left idle, and measured
+    right after each backend's reads (`measure_references`), so that each of deprov's reads
+    is compared with references measured beside it, as the ceiling is, not minutes away on
+    a machine whose speed drifts."""
     with step("reference servers: install (tests/bench/reference/setup.sh)"):
         subprocess.run([str(REFERENCE / "setup.sh")], check=True)
     token = "bench-reference"
-    port = str(REFERENCE_PORT)
     servers = {
-        "scim2-server": ([REFERENCE / ".venv/bin/scim2-server", "--bearer-token", token, "--hostname", HOST, "--port", port], "/v2"),
-        "scimmy": (["node", REFERENCE / "scimmy-server.mjs", port, token], "/scim/v2"),
+        "scim2-server": (lambda port: [REFERENCE / ".venv/bin/scim2-server", "--bearer-token", token, "--hostname", HOST, "--port", str(port)], "/v2"),
+        "scimmy": (lambda port: ["node", REFERENCE / "scimmy-server.mjs", str(port), token], "/scim/v2"),
     }
-    for name, (argv, base) in servers.items():
-        work = root / name
-        work.mkdir(parents=True, exist_ok=True)
-        proc = Proc(argv, log_path=work / "server.log", cwd=REFERENCE)
-        try:
-            wait_http(REFERENCE_PORT, base + "/ServiceProviderConfig", 60, proc)
-            scim = Scim(REFERENCE_PORT, token, base)
+    refs = []
+    try:
+        for i, (name, (argv, base)) in enumerate(servers.items()):
+            port = REFERENCE_PORT - i
+            work = root / name
+            work.mkdir(parents=True, exist_ok=True)
+            proc = Proc(argv(port), log_path=work / "server.log", cwd=REFERENCE)
+            refs.append({"name": name, "proc": proc, "port": port, "base": base, "work": work,
+                         "auth": f"Authorization: Bearer {token}"})
+            wait_http(port, base + "/ServiceProviderConfig", 60, proc)
+            scim = Scim(port, token, base)
             # Fewer seeding threads than for deprov: scim2-server's development server resets
             # connections under 32 concurrent POSTs.
             with step(f"{name}: seed {USERS} users (POST, 8 threads)"):
@@ -287,15 +298,24 @@ def run_references(root: Path, results: dict):
             (work / "ids.txt").write_text("\n".join(ids) + "\n")
             names = [urllib.parse.quote(f"bench-u{i:05d}@example.com", safe="") for i in range(USERS)]
             (work / "names.txt").write_text("\n".join(names) + "\n")
-            url = f"http://{HOST}:{REFERENCE_PORT}"
-            auth = f"Authorization: Bearer {token}"
-            for op, script, args in (("GET", "get_by_id.lua", [base + "/Users/", work / "ids.txt"]),
-                                     ("filter", "filter.lua", [base + "/Users", work / "names.txt"])):
-                if op in OPS:
-                    with step(f"{name}: {op}"):
-                        measure(results, op, name, C_HIGH, None, url, script, args, [auth], work, server_pid=proc.pid)
-        finally:
-            proc.stop()
+    except BaseException:
+        for ref in refs:
+            ref["proc"].stop()
+        raise
+    return refs
+
+
+def measure_references(refs: list[dict], results: dict, backend: str):
+    """The reference servers' GET and filter at c=C_HIGH, right after `backend`'s reads."""
+    for ref in refs:
+        name, base, work = ref["name"], ref["base"], ref["work"]
+        url = f"http://{HOST}:{ref['port']}"
+        for op, script, args in (("GET", "get_by_id.lua", [base + "/Users/", work / "ids.txt"]),
+                                 ("filter", "filter.lua", [base + "/Users", work / "names.txt"])):
+            if op in OPS:
+                with step(f"{name}: {op}, after {backend}'s reads"):
+                    row = measure(results, op, name, C_HIGH, None, url, script, args, [ref["auth"]], work, server_pid=ref["proc"].pid)
+                    row["around"] = {"reads_of": backend, "when": "after"}
 
 
 def report(results: dict):
@@ -352,7 +372,7 @@ def report(results: dict):
                 bound = (f" (pgbench select-only: {pgs['transactions_per_sec']:.0f}/s = "
                          f"{100 * pgs['transactions_per_sec'] / ceil['rps']:.0f} % of the ceiling)") if pgs else ""
                 out.append(f"- {backend} {op}: {r['rps']:.0f} req/s = {100 * ratio:.0f} % of the ceiling (target ≥ 40 %{bound}): {'MET' if ratio >= 0.4 else 'NOT MET'}; "
-                           + references(rows, op, r["rps"]) + cpu_per_request(r))
+                           + references(results["rows"], op, backend, r["rps"]) + cpu_per_request(r))
         for op in ("PATCH", "PATCH-name", "POST", "DELETE"):
             r = rows.get((op, backend, C_HIGH))
             if r and fs:
@@ -382,11 +402,13 @@ def pg_cpu(pgb: dict) -> str:
     return f"; PostgreSQL used {pgb['postgres_cores']} cores = {us:.0f} µs per transaction" if us else ""
 
 
-def references(rows: dict, op: str, rps: float) -> str:
-    """deprov's `rps` beside the in-memory servers measured in this run (target ≥ 20×)."""
+def references(all_rows: list, op: str, backend: str, rps: float) -> str:
+    """deprov's `rps` beside the in-memory servers measured right after `backend`'s reads
+    (target ≥ 20×)."""
     parts = []
     for name in ("scim2-server", "scimmy"):
-        ref = rows.get((op, name, C_HIGH))
+        ref = next((r for r in all_rows if (r["op"], r["backend"], r["c"]) == (op, name, C_HIGH)
+                    and r.get("around", {}).get("reads_of") == backend), None)
         if ref is None:
             continue
         errs = ref["status_errors"] + ref["connect_errors"] + ref["read_errors"] + ref["write_errors"] + ref["timeouts"]
