@@ -9,7 +9,10 @@ fsync rate of the data directories, and with PostgreSQL, pgbench's simple-update
 rate for a write transaction of the same shape) and select-only (its rate for a GET's one
 SELECT by key). The ceiling is measured right before and right after each backend's reads,
 and each read is judged against the mean of those two: on a machine whose speed drifts
-within a run, a ceiling measured minutes earlier would judge the drift. Also the in-memory
+within a run, a ceiling measured minutes earlier would judge the drift. The same holds for
+the writes: the fsync rate of the backend's data directory (and on PostgreSQL pgbench's
+simple-update) is measured right before and right after its writes, and each write is
+judged against the mean; pgbench's select-only runs right after PostgreSQL's reads. Also the in-memory
 SCIM servers the issue compares deprov with, scim2-server (Python) and scimmy (node), seeded
 with the same users before deprov's runs and measured with the same GET and filter right
 after each backend's reads, for the same reason (tests/bench/reference; BENCH_REFERENCES=0
@@ -62,6 +65,7 @@ CEILING_PORT = int(os.environ.get("BENCH_CEILING_PORT", "28099"))
 SEED_CONCURRENCY = 32
 # A/B runs of one change: BENCH_OPS=GET,PATCH measures only those; BENCH_HIGH_ONLY=1 skips c=1.
 OPS = set(os.environ.get("BENCH_OPS", "GET,filter,PATCH,PATCH-name,POST,DELETE").split(","))
+WRITES = {"PATCH", "PATCH-name", "POST", "DELETE"}
 CONNS = (C_HIGH,) if os.environ.get("BENCH_HIGH_ONLY") else (1, C_HIGH)
 REFERENCE = Path(__file__).resolve().parent / "reference"
 REFERENCES = os.environ.get("BENCH_REFERENCES", "1") != "0" and bool(OPS & {"GET", "filter"})
@@ -84,13 +88,6 @@ def run(backends: list[str]):
                 results["fsync"]["postgres_dir"] = fsync_rate(pgdir, 3.0, "append")
             results["pg_settings"] = pg_settings()
         log(f"   {results['fsync']}")
-    if "postgres" in backends:
-        with step(f"pgbench simple-update at c={C_HIGH} (PostgreSQL's own write ceiling here)"):
-            results["pgbench"] = pgbench_rate(SECS, C_HIGH, WRK_THREADS)
-            log(f"   {results['pgbench']}")
-        with step(f"pgbench select-only at c={C_HIGH} (PostgreSQL's own read ceiling here)"):
-            results["pgbench_select"] = pgbench_rate(SECS, C_HIGH, WRK_THREADS, "select-only")
-            log(f"   {results['pgbench_select']}")
 
     refs = start_references(root, results) if REFERENCES else []
     try:
@@ -135,6 +132,33 @@ def measure(results, label, backend, conns, d: Deprov | None, url, script, args,
         f"  cpu {res['cpu']}" + (f"  group commit {row['sqlite_group_commit']}" if "sqlite_group_commit" in row else "")
     )
     return row
+
+
+def write_limits(backend: str, root: Path, results: dict, when: str):
+    """What bounds `backend`'s durable writes, measured right `when` ("before" or "after")
+    its writes: the single-stream fsync rate of its data directory and, on PostgreSQL,
+    pgbench's simple-update. Each write is judged against the mean of the two
+    measurements, as each read is against the ceiling beside it."""
+    beside = results.setdefault("beside_writes", {}).setdefault(backend, {"fsync": {}, "pgbench": {}})
+    directory = root if backend == "sqlite" else pg_data_directory()
+    with step(f"fsync rate of {backend}'s data directory, {when} its writes"):
+        if directory is not None and directory.exists():
+            beside["fsync"][when] = fsync_rate(directory, 3.0, "append")
+            log(f"   {beside['fsync'][when]['per_sec']:.0f}/s")
+    if backend == "postgres":
+        with step(f"pgbench simple-update at c={C_HIGH} (PostgreSQL's own write ceiling), {when} postgres's writes"):
+            beside["pgbench"][when] = pgbench_rate(SECS, C_HIGH, WRK_THREADS)
+            log(f"   {beside['pgbench'][when]}")
+
+
+def around_writes(results: dict, backend: str, kind: str, key: str) -> tuple[float, str] | None:
+    """The mean of `kind` ("fsync" or "pgbench") measured before and after `backend`'s
+    writes, and how each measured."""
+    seen = {when: m for when, m in results.get("beside_writes", {}).get(backend, {}).get(kind, {}).items() if m}
+    if not seen:
+        return None
+    each = ", ".join(f"{when} {m[key]:.0f}" for when, m in seen.items())
+    return statistics.mean(m[key] for m in seen.values()), each
 
 
 def sqlite_write_counts() -> dict | None:
@@ -217,7 +241,14 @@ def run_backend(backend: str, root: Path, results: dict, refs: list[dict]):
                     measure(results, "filter", backend, conns, d, url, "filter.lua", [users_path, work / "names.txt"], [auth], work)
         if reads:
             ceiling("after")
+            if backend == "postgres":
+                with step(f"pgbench select-only at c={C_HIGH} (PostgreSQL's own read ceiling), after postgres's reads"):
+                    results["pgbench_select"] = pgbench_rate(SECS, C_HIGH, WRK_THREADS, "select-only")
+                    log(f"   {results['pgbench_select']}")
             measure_references(refs, results, backend)
+        writes = bool(OPS & WRITES)
+        if writes:
+            write_limits(backend, root, results, "before")
         if "PATCH" in OPS:
             with step(f"{backend}: PATCH active"):
                 for conns in CONNS:
@@ -257,6 +288,8 @@ def run_backend(backend: str, root: Path, results: dict, refs: list[dict]):
                             f" {row['rps']} deletions/s counted")
                     offset += row["sent"] + conns
                     time.sleep(0.5)
+        if writes:
+            write_limits(backend, root, results, "after")
         if d.proc is not None:
             results.setdefault("rss_kib", {})[backend] = d.proc.vm_hwm_kib()
     finally:
@@ -339,10 +372,12 @@ def report(results: dict):
     out.append("")
     for k, v in f.items():
         out.append(f"fsync ({k}): {v['per_sec']:.0f}/s ({v['mode']}, 4 KiB + fdatasync, {v['dir']})")
-    if results.get("pgbench"):
-        pgb = results["pgbench"]
-        vs = f" = {pgb['transactions_per_sec'] / f['postgres_dir']['per_sec']:.2f}× fsync" if f.get("postgres_dir") else ""
-        out.append(f"pgbench {pgb['script']} at c={pgb['clients']} (prepared, same PostgreSQL, no TLS): {pgb['transactions_per_sec']:.0f} transactions/s{vs}{pg_cpu(pgb)}")
+    for backend, beside in results.get("beside_writes", {}).items():
+        for when, m in beside["fsync"].items():
+            out.append(f"fsync ({backend}'s data directory, {when} its writes): {m['per_sec']:.0f}/s")
+        for when, pgb in beside["pgbench"].items():
+            if pgb:
+                out.append(f"pgbench {pgb['script']} at c={pgb['clients']}, {when} {backend}'s writes (prepared, same PostgreSQL, no TLS): {pgb['transactions_per_sec']:.0f} transactions/s{pg_cpu(pgb)}")
     if results.get("pgbench_select"):
         pgs = results["pgbench_select"]
         out.append(f"pgbench {pgs['script']} at c={pgs['clients']} (prepared, same PostgreSQL, no TLS): {pgs['transactions_per_sec']:.0f} transactions/s{pg_cpu(pgs)}")
@@ -354,7 +389,11 @@ def report(results: dict):
     rows = {(r["op"], r["backend"], r["c"]): r for r in results["rows"]}
     out.append(f"\n### Targets at c={C_HIGH}")
     for backend in ("sqlite", "postgres"):
-        fs = f.get("postgres_dir" if backend == "postgres" else "sqlite_dir") or f.get("sqlite_dir")
+        fs = around_writes(results, backend, "fsync", "per_sec")
+        pgb = around_writes(results, backend, "pgbench", "transactions_per_sec")
+        if fs and any((op, backend, C_HIGH) in rows for op in WRITES):
+            vs = f"; pgbench simple-update {pgb[0]:.0f}/s ({pgb[1]}) = {pgb[0] / fs[0]:.2f}× fsync" if pgb else ""
+            out.append(f"fsync around {backend}'s writes: {fs[0]:.0f}/s ({fs[1]}; 1.5× = {1.5 * fs[0]:.0f}){vs}")
         # The ceiling beside this backend's reads: the mean of the runs before and after.
         beside = [r for r in results["rows"] if r["op"] == "ceiling" and r["c"] == C_HIGH
                   and r.get("around", {}).get("reads_of") == backend]
@@ -376,14 +415,13 @@ def report(results: dict):
         for op in ("PATCH", "PATCH-name", "POST", "DELETE"):
             r = rows.get((op, backend, C_HIGH))
             if r and fs:
-                ratio = r["rps"] / fs["per_sec"]
+                ratio = r["rps"] / fs[0]
                 p99 = r["p99_us"] / 1000
                 ok = ratio >= 1.5 and p99 < 50
-                pgb = results.get("pgbench") if backend == "postgres" else None
-                beside = f"; {r['rps'] / pgb['transactions_per_sec']:.2f}× pgbench simple-update" if pgb else ""
+                beside = f"; {r['rps'] / pgb[0]:.2f}× pgbench simple-update" if pgb else ""
                 gc = r.get("sqlite_group_commit")
                 shared = f"; {gc['writes_per_batch']} writes per transaction, {gc['writes_per_fsync']} per fsync" if gc else ""
-                out.append(f"- {backend} {op}: {r['rps']:.0f} req/s = {ratio:.2f}× fsync ({fs['per_sec']:.0f}/s; target ≥ 1.5×){beside}, p99 {p99:.1f} ms (target < 50){shared}: {'MET' if ok else 'NOT MET'}{cpu_per_request(r)}")
+                out.append(f"- {backend} {op}: {r['rps']:.0f} req/s = {ratio:.2f}× fsync ({fs[0]:.0f}/s; target ≥ 1.5×){beside}, p99 {p99:.1f} ms (target < 50){shared}: {'MET' if ok else 'NOT MET'}{cpu_per_request(r)}")
     text = "\n".join(out)
     print(text, flush=True)
 
