@@ -65,7 +65,7 @@ CEILING_PORT = int(os.environ.get("BENCH_CEILING_PORT", "28099"))
 SEED_CONCURRENCY = 32
 # A/B runs of one change: BENCH_OPS=GET,PATCH measures only those; BENCH_HIGH_ONLY=1 skips c=1.
 OPS = set(os.environ.get("BENCH_OPS", "GET,filter,PATCH,PATCH-name,POST,DELETE").split(","))
-WRITES = {"PATCH", "PATCH-name", "POST", "DELETE"}
+WRITES = ("PATCH", "PATCH-name", "POST", "DELETE")
 CONNS = (C_HIGH,) if os.environ.get("BENCH_HIGH_ONLY") else (1, C_HIGH)
 REFERENCE = Path(__file__).resolve().parent / "reference"
 REFERENCES = os.environ.get("BENCH_REFERENCES", "1") != "0" and bool(OPS & {"GET", "filter"})
@@ -246,7 +246,7 @@ def run_backend(backend: str, root: Path, results: dict, refs: list[dict]):
                     results["pgbench_select"] = pgbench_rate(SECS, C_HIGH, WRK_THREADS, "select-only")
                     log(f"   {results['pgbench_select']}")
             measure_references(refs, results, backend)
-        writes = bool(OPS & WRITES)
+        writes = bool(OPS.intersection(WRITES))
         if writes:
             write_limits(backend, root, results, "before")
         if "PATCH" in OPS:
@@ -412,7 +412,7 @@ def report(results: dict):
                          f"{100 * pgs['transactions_per_sec'] / ceil['rps']:.0f} % of the ceiling)") if pgs else ""
                 out.append(f"- {backend} {op}: {r['rps']:.0f} req/s = {100 * ratio:.0f} % of the ceiling (target ≥ 40 %{bound}): {'MET' if ratio >= 0.4 else 'NOT MET'}; "
                            + references(results["rows"], op, backend, r["rps"]) + cpu_per_request(r))
-        for op in ("PATCH", "PATCH-name", "POST", "DELETE"):
+        for op in WRITES:
             r = rows.get((op, backend, C_HIGH))
             if r and fs:
                 ratio = r["rps"] / fs[0]
